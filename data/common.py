@@ -1,0 +1,344 @@
+"""
+What the three data scripts share, and what train.py reads back.
+
+On disk a pre-training dataset is a directory with
+  train.bin, val.bin   flat token ids (uint16 when the vocabulary fits, else uint32): every
+                       document is followed by the tokenizer's EOS, as in nanoGPT's openwebtext
+  meta.json            tokenizer spec and ids, dtype, token and document counts
+An SFT dataset adds, per split, {split}_index.npy: an (N, 3) int64 array of
+(offset, prompt_len, total_len) rows into {split}.bin, and {split}.jsonl with the text.
+
+Files are written under a temporary name and renamed into place only once everything is done,
+so an error or Ctrl-C never leaves a half-written .bin behind an older, complete dataset.
+"""
+import gzip
+import hashlib
+import io
+import json
+import os
+import sys
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # so `python data/xxx/prepare.py` finds model.py and tokenizer.py
+    sys.path.insert(0, str(REPO))
+
+from model import UserError  # noqa: E402
+
+TEST_DIRS = {'test', 'tests', 'idle_test'}  # stdlib test packages (Lib/test, lib2to3/tests, idlelib/idle_test ...)
+
+
+# -----------------------------------------------------------------------------
+# command line: nanoGPT-style --key=value, typed by the default's type
+
+def parse_args(argv, defaults, doc=''):
+    cfg = dict(defaults)
+    for arg in argv:
+        if arg in ('-h', '--help'):
+            print(doc.strip() + '\n\noptions (defaults):')
+            for k, v in defaults.items():
+                print(f'  --{k}={v}')
+            sys.exit(0)
+        if not arg.startswith('--'):
+            raise UserError(f'unexpected argument {arg!r}; options look like --key=value (see --help)')
+        key, eq, val = arg[2:].partition('=')
+        if key not in cfg:
+            raise UserError(f'unknown option --{key}; valid options: ' + ' '.join('--' + k for k in cfg))
+        default = defaults[key]
+        if not eq:  # a bare --flag sets a boolean
+            if not isinstance(default, bool):
+                raise UserError(f'--{key} needs a value; use --{key}=...')
+            val = 'true'
+        if isinstance(default, bool):
+            if val.lower() not in ('1', '0', 'true', 'false', 'yes', 'no'):
+                raise UserError(f'--{key} expects true or false, got {val!r}; e.g. --{key}=true')
+            cfg[key] = val.lower() in ('1', 'true', 'yes')
+        elif isinstance(default, (int, float)):
+            try:
+                cfg[key] = type(default)(val)
+            except ValueError:
+                raise UserError(f'--{key} expects a {type(default).__name__}, got {val!r}') from None
+        else:
+            cfg[key] = val
+    return cfg
+
+
+def run_cli(main):
+    """Run main(argv); a user-caused problem becomes one `error: ...` line and exit code 1."""
+    try:
+        main(sys.argv[1:])
+    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print('error: interrupted; nothing was overwritten', file=sys.stderr)
+        sys.exit(1)
+
+
+def split_list(s):
+    """'a,b,,c' -> ['a', 'b', 'c'] (comma-separated CLI lists)."""
+    return [x.strip() for x in s.split(',') if x.strip()] if isinstance(s, str) else list(s or [])
+
+
+# -----------------------------------------------------------------------------
+# finding and reading source files
+
+def list_files(root, exts=('.py',), skip_tests=False, prune=()):
+    """Sorted (relpath, path) of the files under root whose name ends with one of exts.
+    Hidden directories, __pycache__ and any directory named in prune are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f'{root} is not a directory; pass an existing directory of source files')
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        dirnames[:] = [d for d in dirnames if not d.startswith('.') and d != '__pycache__' and d not in prune
+                       and not (skip_tests and d in TEST_DIRS)]
+        for f in filenames:
+            if f.endswith(tuple(exts)) and not (skip_tests and f.startswith('test_')):
+                found.append(((rel_dir / f).as_posix(), os.path.join(dirpath, f)))
+    return sorted(found)
+
+
+def read_source(path, on_decode_error='skip'):
+    """Text of a source file, or (None, reason) if it must be skipped.
+    .py files are decoded as Python does (PEP 263 coding cookie, UTF-8 otherwise); other files
+    as UTF-8. Undecodable files are skipped, or decoded with U+FFFD if on_decode_error='replace'."""
+    raw = Path(path).read_bytes()
+    if b'\x00' in raw:
+        return None, 'binary'
+    enc = 'utf-8-sig'
+    if str(path).endswith('.py'):
+        try:
+            enc = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
+        except SyntaxError:  # unknown or contradictory coding cookie
+            enc = 'utf-8-sig'
+    try:
+        return raw.decode(enc), None
+    except (UnicodeDecodeError, LookupError):
+        if on_decode_error == 'replace':
+            return raw.decode('utf-8', errors='replace'), 'replaced'
+        return None, 'undecodable'
+
+
+def file_docs(files, stats, max_file_kb=512, on_decode_error='skip'):
+    """Yield (relpath, text) for files [(relpath, path)], skipping empty, too large, undecodable
+    and byte-identical duplicate files; each skip is counted in stats[reason]."""
+    if on_decode_error not in ('skip', 'replace'):
+        raise UserError(f'--on_decode_error must be skip or replace, got {on_decode_error!r}')
+    seen = set()
+    for rel, path in files:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = None
+        if size is None or not os.access(path, os.R_OK):
+            reason, text = 'unreadable', None
+        elif size > max_file_kb * 1024:
+            reason, text = 'too_large', None  # e.g. pydoc_data/topics.py: 750 kB of generated text
+        else:
+            text, reason = read_source(path, on_decode_error)
+            if text is not None and not text.strip():
+                text, reason = None, 'empty'  # mostly empty __init__.py files
+            elif text is not None:
+                digest = hashlib.sha1(text.encode('utf-8', 'surrogatepass')).digest()
+                if digest in seen:
+                    text, reason = None, 'duplicate'
+                seen.add(digest)
+        if reason:
+            stats[reason] = stats.get(reason, 0) + 1
+        if text is not None:
+            yield rel, text
+
+
+def read_jsonl(path, text_field='text', key_field=''):
+    """Yield (key, text) from a .jsonl or .jsonl.gz file. The split key is record[key_field] when
+    given (e.g. a file path, so all records of one file land in one split), else the text itself."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == '.gz' else open
+    try:
+        with opener(path, 'rt', encoding='utf-8') as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(f'{path} line {lineno} is not valid JSON ({e.msg}); '
+                                    'pass a JSONL file with one JSON object per line') from None
+                if not isinstance(rec, dict) or not isinstance(rec.get(text_field), str):
+                    raise UserError(f'{path} line {lineno} has no string field {text_field!r}; '
+                                    'choose the text field with --text_field=NAME')
+                key = rec.get(key_field) if key_field else None
+                yield str(key) if key is not None else rec[text_field], rec[text_field]
+    except (UnicodeDecodeError, OSError, EOFError) as e:  # not UTF-8, or a corrupt .gz
+        raise UserError(f'cannot read {path} ({type(e).__name__}: {e}); pass a UTF-8 JSONL file') from None
+
+
+# -----------------------------------------------------------------------------
+# train/val split and token files
+
+def hash_unit(key):
+    """A deterministic number in [0, 1) from a string: a file lands in val iff hash_unit(relpath) < val_frac,
+    independent of the machine, the file order or the other files."""
+    return int.from_bytes(hashlib.sha256(key.encode('utf-8', 'surrogatepass')).digest()[:8], 'big') / 2**64
+
+
+def token_dtype(vocab_size):
+    return 'uint16' if vocab_size <= 2**16 else 'uint32'
+
+
+class Staging:
+    """Write files under temporary names in out_dir; commit() renames them all into place (meta.json
+    last), leaving the context without commit() deletes them."""
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise UserError(f'--out_dir {self.out_dir} is a file; pass a directory')
+        self.created = not self.out_dir.exists()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = {}
+
+    def path(self, name):
+        self.tmp[name] = self.out_dir / f'.{name}.tmp{os.getpid()}'
+        return self.tmp[name]
+
+    def write_text(self, name, text):
+        self.path(name).write_text(text, encoding='utf-8')
+
+    def commit(self):
+        names = sorted(self.tmp, key=lambda n: n == 'meta.json')  # meta.json last: it vouches for the rest
+        for name in names:
+            os.replace(self.tmp.pop(name), self.out_dir / name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.tmp.values():
+            p.unlink(missing_ok=True)
+        if self.created and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
+            self.out_dir.rmdir()  # a failed first run leaves no empty directory behind
+
+
+def get_tokenizer(spec):
+    """load_tokenizer(spec), with a relative tokenizer path made absolute so that the spec stored
+    in meta.json reloads the same tokenizer from any directory."""
+    from tokenizer import load_tokenizer
+    if not isinstance(spec, str):
+        return spec  # already a tokenizer
+    return load_tokenizer(os.path.abspath(spec) if os.path.exists(spec) else spec)
+
+
+def tokenizer_meta(tok):
+    return dict(tokenizer=tok.spec, vocab_size=tok.vocab_size, mask_id=tok.mask_id, eos_id=tok.eos_id,
+                pad_id=tok.pad_id, dtype=token_dtype(tok.vocab_size))
+
+
+def check_val_frac(val_frac):
+    if not 0 < val_frac < 1:
+        raise UserError(f'--val_frac must be between 0 and 1, got {val_frac}')
+
+
+def write_corpus(docs, out_dir, tok, val_frac=0.03, info=None, total=None, desc='tokenizing'):
+    """Tokenise docs, an iterable of (split_key, text), into out_dir/{train,val}.bin + meta.json.
+    Each document becomes tok.encode(text) + [eos]. Returns the meta dict."""
+    check_val_frac(val_frac)
+    meta = dict(kind='pretrain', **tokenizer_meta(tok))
+    dtype = np.dtype(meta['dtype'])
+    ndocs, ntok = dict(train=0, val=0), dict(train=0, val=0)
+    # the train doc nearest to val and the val doc nearest to train, moved across if a split ends empty
+    edge = dict(train=(2.0, 0, 0), val=(-1.0, 0, 0))
+    with Staging(out_dir) as st:
+        files = {s: open(st.path(f'{s}.bin'), 'wb') for s in ('train', 'val')}
+        try:
+            for key, text in tqdm(docs, total=total, desc=desc, unit='doc'):
+                u = hash_unit(key)
+                split = 'val' if u < val_frac else 'train'
+                ids = np.asarray(tok.encode(text) + [tok.eos_id], dtype=dtype)
+                span = (u, ntok[split], ntok[split] + len(ids))
+                if (split == 'train' and u < edge['train'][0]) or (split == 'val' and u > edge['val'][0]):
+                    edge[split] = span
+                files[split].write(ids.tobytes())
+                ndocs[split] += 1
+                ntok[split] += len(ids)
+        finally:
+            for f in files.values():
+                f.close()
+        if ndocs['train'] + ndocs['val'] < 2:
+            raise UserError(f'found {ndocs["train"] + ndocs["val"]} usable documents, need at least 2 '
+                            'for a train/val split; check the input path and --ext')
+        for src, dst in (('train', 'val'), ('val', 'train')):
+            if ndocs[dst] == 0:  # tiny corpus: move one document so that both splits exist
+                arr = np.fromfile(st.tmp[f'{src}.bin'], dtype=dtype)
+                _, a, b = edge[src]
+                np.concatenate([arr[:a], arr[b:]]).tofile(st.tmp[f'{src}.bin'])
+                arr[a:b].tofile(st.tmp[f'{dst}.bin'])
+                ndocs[src], ndocs[dst], ntok[src], ntok[dst] = ndocs[src] - 1, 1, ntok[src] - (b - a), b - a
+        meta.update(val_frac=val_frac, train_docs=ndocs['train'], val_docs=ndocs['val'],
+                    train_tokens=ntok['train'], val_tokens=ntok['val'], **(info or {}))
+        st.write_text('meta.json', json.dumps(meta, indent=2) + '\n')
+        st.commit()
+    return meta
+
+
+# -----------------------------------------------------------------------------
+# reading back (train.py)
+
+def load_meta(data_dir):
+    """meta.json of a prepared dataset directory, as a dict."""
+    path = Path(data_dir) / 'meta.json'
+    if not path.is_file():
+        raise UserError(f'no dataset at {data_dir} (missing meta.json); '
+                        'run python data/pycode/prepare.py (or data/prepare_custom.py) first')
+    try:
+        return json.loads(path.read_text(encoding='utf-8'))
+    except json.JSONDecodeError:
+        raise UserError(f'{path} is corrupt; rerun the prepare script that made it') from None
+
+
+def load_tokens(data_dir, split, meta=None):
+    """The flat token array of a split ('train' or 'val') as a read-only np.memmap."""
+    meta = meta or load_meta(data_dir)
+    path = Path(data_dir) / f'{split}.bin'
+    n = meta.get(f'{split}_tokens')
+    dtype = np.dtype(meta['dtype'])
+    if not path.is_file() or n is None or path.stat().st_size != n * dtype.itemsize:
+        raise UserError(f'{path} is missing or does not match meta.json; rerun the prepare script')
+    return np.memmap(path, dtype=dtype, mode='r', shape=(n,))
+
+
+@dataclass
+class SFTSplit:
+    """One tokenised SFT split: example i is tokens[offsets[i] : offsets[i] + total_len[i]],
+    of which the first prompt_len[i] tokens are the chat prompt and the rest the response + EOS."""
+    tokens: np.ndarray      # flat memmap, dtype from meta
+    offsets: np.ndarray     # (N,) int64
+    prompt_len: np.ndarray  # (N,) int64
+    total_len: np.ndarray   # (N,) int64
+
+    def __len__(self):
+        return len(self.offsets)
+
+    def example(self, i):
+        """(ids as an int64 array, prompt_len) of example i."""
+        o = self.offsets[i]
+        return np.asarray(self.tokens[o:o + self.total_len[i]], dtype=np.int64), int(self.prompt_len[i])
+
+
+def load_sft(data_dir, split, meta=None):
+    """An SFT split written by data/pycode_sft/prepare.py (or anything using the same layout)."""
+    meta = meta or load_meta(data_dir)
+    if meta.get('kind') != 'sft':
+        raise UserError(f'{data_dir} is not an SFT dataset; run python data/pycode_sft/prepare.py')
+    index_path = Path(data_dir) / f'{split}_index.npy'
+    if not index_path.is_file():
+        raise UserError(f'{index_path} is missing; rerun python data/pycode_sft/prepare.py')
+    index = np.load(index_path)
+    return SFTSplit(load_tokens(data_dir, split, meta), index[:, 0], index[:, 1], index[:, 2])
