@@ -1,0 +1,420 @@
+"""
+Sampling. generate() turns a prompt into tokens with the model's own kind of decoding:
+
+  bidirectional / block   masked-diffusion denoising (LLaDA, Dream, CoDA, Fast-dLLM, BD3-LM)
+  causal                  plain AR decoding with a KV cache (generate_ar)
+
+Denoising, semi-autoregressive (LLaDA): the answer starts as <|mask|> tokens and is cut into
+blocks, finished left to right. A block of n tokens gets s = ceil(n * steps / gen_length) steps;
+each step runs the model, proposes a token x_i for every masked slot of the block (argmax, or a
+Gumbel-max draw from softmax(l/T) after top-k / top-p) and commits some of them:
+  origin        each masked token with probability 1 - s'/t, t -> s' along linspace(1, eps, s+1) (Dream)
+  maskgit_plus  the k most confident by p(x_i)
+  topk_margin   the k most confident by p_top1 - p_top2
+  entropy       the k most confident by sum_v p_v log p_v (= -H)
+                k = n // s, plus one in the first n % s steps (LLaDA's even spread); alg_temp > 0
+                samples the k slots from softmax(conf / alg_temp) instead of taking the top k
+  threshold     (Fast-dLLM) every slot with p(x_i) >= tau, at least the top-1: steps become dynamic
+  factor        (Fast-dLLM) sort c_1 >= c_2 >= ...; the largest n with c_i >= 1 - f/(i+1), at least 1
+Slots outside a row's current block are never chosen (confidence -inf).
+
+Caches. 'none' runs the whole sequence every step. For a 'block' model (a token sees its own and
+earlier blocks) 'prefix' (= 'dual') is exact: the K/V of finished blocks are committed once, by
+the first forward after they finish, and each step recomputes only the current block's window:
+the tokens are identical to 'none'. For a bidirectional model the caches are Fast-dLLM's
+approximations, refreshed by one full forward at each block start: 'prefix' then recomputes the
+block and everything after it over the cached prefix; 'dual' recomputes only the block and also
+reuses the stale K/V of the masked suffix.
+
+Index space: prompts are left-padded to a common length G, so the answer is x[:, G:G+gen_length]
+in every row, then the (infilling) suffix. Row i's RoPE positions are index - pad[i] (the model's
+pad= argument): a padded row computes exactly what its batch-of-one run computes. A block model's
+blocks lie on its own position grid, so rows' blocks differ in index space: each row has its own
+current block, one forward window covers them all, and only indices finished in every row are
+committed. Logits follow the loss's convention (diffusion.shift_logits): with
+config.shift_logits the prediction for index i is read from the logits at i-1.
+"""
+import time
+import warnings
+
+import torch
+
+from diffusion import shift_logits
+from model import UserError
+
+ALGS = ('origin', 'maskgit_plus', 'topk_margin', 'entropy')
+CACHES = ('none', 'prefix', 'dual')
+
+# -----------------------------------------------------------------------------
+# proposing tokens: temperature / top-p / top-k, then a confidence per position (Dream's sample_tokens)
+
+
+def uniform(shape, generator, device):
+    """float64 U[0,1) drawn on the generator's device (the CPU by convention) and moved: the same
+    draws on every device."""
+    gdev = generator.device if generator is not None else 'cpu'
+    return torch.rand(shape, generator=generator, device=gdev, dtype=torch.float64).to(device)
+
+
+def gumbel(shape, generator, device):
+    return -torch.log(-torch.log(uniform(shape, generator, device).clamp_(min=1e-300)))
+
+
+def sample_tokens(logits, temperature=0.0, top_p=None, top_k=None, generator=None):
+    """logits (..., V) -> (tokens (...), probs (..., V)). temperature 0 = argmax. Filtering follows
+    Dream (applied at any temperature, so it shapes the confidences too); sampling is LLaDA's
+    Gumbel-max in float64: argmax(l/T + g), g ~ Gumbel(0,1), is a draw from softmax(l/T)."""
+    logits = logits.float()
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float('-inf'))
+    if top_p is not None and top_p < 1:  # nucleus: keep the smallest set of tokens with mass >= top_p
+        srt, order = logits.sort(dim=-1, descending=True)
+        p = srt.softmax(-1)
+        drop = (p.cumsum(-1) - p) >= top_p  # the mass before this token already reaches top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float('-inf'))
+    probs = logits.softmax(-1)
+    if temperature > 0:
+        tokens = (logits.double() + gumbel(logits.shape, generator, logits.device)).argmax(-1)
+    else:
+        tokens = probs.argmax(-1)
+    return tokens, probs
+
+
+def confidence(alg, probs, tokens):
+    """Dream's position scores (higher = commit sooner)."""
+    if alg == 'maskgit_plus':  # probability of the proposed token (= top-1 prob at temperature 0)
+        return probs.gather(-1, tokens[..., None]).squeeze(-1)
+    if alg == 'topk_margin':  # top1 - top2: how decisively the model prefers its top choice
+        top2 = probs.topk(2, dim=-1).values
+        return top2[..., 0] - top2[..., 1]
+    return torch.xlogy(probs, probs).sum(-1)  # entropy: sum p log p = -H (low entropy first)
+
+
+def top_ranks(score, k):
+    """Bool mask of the k[b] highest scores of each row (ties: lower slot first)."""
+    order = score.argsort(dim=-1, descending=True, stable=True)
+    take = torch.arange(score.size(1), device=score.device)[None] < k[:, None]
+    return torch.zeros_like(take).scatter(1, order, take)
+
+
+def llada_count(n, s, j):
+    """LLaDA's schedule: n tokens over s steps as evenly as possible, the remainder in the first
+    steps: n // s + (j < n % s) tokens at step j (n, s tensors (B,), s >= 1)."""
+    s = s.clamp(min=1)
+    return n // s + (j < n % s).long()
+
+
+def choose(alg, masked, probs, tokens, *, step, n, s, alg_temp, threshold, factor, generator):
+    """Which block slots to commit this step. masked (B, n_max) = slots still masked; n, s (B,) =
+    the block's size and step budget per row; returns a bool (B, n_max), never empty for a row
+    that has masked slots."""
+    ninf = torch.tensor(float('-inf'), device=masked.device)
+    remaining = masked.sum(1)
+    if threshold is not None or factor is not None:
+        # Fast-dLLM: the score is the proposed token's probability; steps are dynamic
+        p = torch.where(masked, probs.gather(-1, tokens[..., None]).squeeze(-1), ninf)
+        if threshold is not None:  # every slot with p >= tau, and always the top-1
+            return masked & ((p >= threshold) | top_ranks(p, torch.ones_like(remaining)))
+        # factor: sort c1 >= c2 >= ...; the largest n with c_i >= 1 - f/(i+1) for all i <= n (>= 1)
+        c = p.sort(dim=-1, descending=True).values
+        i = torch.arange(1, c.size(1) + 1, device=c.device)
+        ok = (c >= 1 - factor / (i + 1)).long().cumprod(-1).sum(-1)
+        return masked & top_ranks(p, ok.clamp(min=1))
+    last = step >= s - 1  # the block's last step reveals everything still masked
+    if alg == 'origin':
+        # Dream's reverse process: timesteps linspace(1, eps, s+1); from t to s' < t every masked
+        # token is revealed independently with probability 1 - s'/t (all at the last step)
+        eps = 1e-3
+        t = 1 - step * (1 - eps) / s.clamp(min=1)
+        t_next = 1 - (step + 1) * (1 - eps) / s.clamp(min=1)
+        p_reveal = torch.where(last, 1.0, 1 - t_next / t)
+        return masked & (uniform(masked.shape, generator, masked.device) < p_reveal[:, None])
+    k = torch.where(last, remaining, torch.minimum(llada_count(n, s, step), remaining))
+    score = torch.where(masked, confidence(alg, probs, tokens), ninf)
+    if alg_temp > 0:  # Dream: sample k positions from softmax(conf / alg_temp) (Gumbel-top-k)
+        score = score.double() / alg_temp + gumbel(score.shape, generator, score.device)
+    return masked & top_ranks(score, k)
+
+# -----------------------------------------------------------------------------
+# batching helpers
+
+
+def as_rows(tokens):
+    """A LongTensor (B,T) / (T,), a list of ints or a list of lists -> a list of int lists."""
+    if torch.is_tensor(tokens):
+        tokens = tokens.tolist() if tokens.dim() == 2 else [tokens.tolist()]
+    elif len(tokens) == 0 or not isinstance(tokens[0], (list, tuple)) and not torch.is_tensor(tokens[0]):
+        tokens = [tokens]
+    return [[int(t) for t in row] for row in tokens]
+
+
+def left_pad(rows, fill, device):
+    """Rows -> (B, G) LongTensor left-padded with fill, and pad (B,) (None when no row is padded)."""
+    G = max(len(r) for r in rows)
+    x = torch.full((len(rows), G), fill, dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            x[i, G - len(r):] = torch.tensor(r, dtype=torch.long)
+    pads = torch.tensor([G - len(r) for r in rows], device=device)
+    return x.to(device), (pads if pads.any() else None)
+
+
+def cut_after_eos(x, start, end, eos_id, fill):
+    """Everything after the first EOS in x[:, start:end] becomes `fill` (the EOS itself stays)."""
+    if eos_id is None:
+        return x
+    gen = x[:, start:end]
+    after = (gen == eos_id).long().cumsum(1) - (gen == eos_id).long() > 0
+    x[:, start:end] = gen.masked_fill(after, fill)
+    return x
+
+
+def check_tokens(rows, vocab_size, what):
+    bad = [t for r in rows for t in r if not 0 <= t < vocab_size]
+    if bad:
+        raise UserError(f"{what} holds token id {bad[0]} outside the model's vocab [0, {vocab_size}); "
+                        f"use the model's own tokenizer")
+
+
+def row_blocks(plen, gen_length, block_length, on_grid):
+    """Blocks (lo, hi) of one row in its own position space. Block models (on_grid): the model's
+    position grid coarsened to block_length, so the first block is the rest of the prompt's last
+    partial block and the last one may be short; otherwise LLaDA's blocks from the answer's start."""
+    end, out, lo = plen + gen_length, [], plen
+    while lo < end:
+        hi = min(((lo // block_length + 1) * block_length) if on_grid else lo + block_length, end)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+# -----------------------------------------------------------------------------
+# masked-diffusion sampling
+
+
+def check_options(model, gen_length, block_length, steps, alg, temperature, top_p, top_k, alg_temp, threshold,
+                  factor, cache):
+    cfg = model.config
+    if alg not in ALGS:
+        raise UserError(f"alg={alg!r} is unknown; use one of {', '.join(ALGS)}")
+    if cache not in CACHES:
+        raise UserError(f"cache={cache!r} is unknown; use one of {', '.join(CACHES)}")
+    if cfg.mask_token_id is None or not 0 <= cfg.mask_token_id < cfg.vocab_size:
+        raise UserError("the model has no valid mask_token_id; set it in the model config (diffusion models need one)")
+    if gen_length < 1:
+        raise UserError(f"gen_length={gen_length} must be >= 1")
+    if temperature < 0 or alg_temp < 0:
+        raise UserError("temperature and alg_temp must be >= 0")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserError(f"top_p={top_p} must be in (0, 1]")
+    if top_k is not None and top_k < 1:
+        raise UserError(f"top_k={top_k} must be >= 1")
+    if threshold is not None and factor is not None:
+        raise UserError("threshold and factor are two alternative rules; give one of them")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise UserError(f"threshold={threshold} must be in (0, 1]")
+    if factor is not None and factor <= 0:
+        raise UserError(f"factor={factor} must be > 0")
+    if cfg.attention == 'block':
+        bs = cfg.block_size
+        block_length = block_length or bs
+        if block_length % bs:  # sampler blocks must be whole model blocks for the cache to be exact
+            fixed = max(bs, round(block_length / bs) * bs)
+            warnings.warn(f"block_length={block_length} is not a multiple of the model's block_size {bs}; using {fixed}")
+            block_length = fixed
+    else:
+        block_length = min(block_length or 32, gen_length)
+        if block_length < 1:
+            raise UserError(f"block_length={block_length} must be >= 1")
+        if gen_length % block_length:
+            warnings.warn(f"gen_length={gen_length} is not a multiple of block_length={block_length}; the last block is shorter")
+    steps = gen_length if steps is None else steps
+    if steps < 1:
+        raise UserError(f"steps={steps} must be >= 1")
+    if steps > gen_length:
+        warnings.warn(f"steps={steps} > gen_length={gen_length}; using {gen_length} (one token per step)")
+        steps = gen_length
+    if threshold is None and factor is None and (steps * block_length) % gen_length:
+        warnings.warn(f"steps={steps} does not split evenly over the blocks of {block_length}; each block of n "
+                      f"tokens gets ceil(n * steps / gen_length) steps")
+    return block_length, steps
+
+
+@torch.no_grad()
+def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, alg='entropy', temperature=0.0,
+             top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None, cache='none', suffix=None,
+             eos_id=None, pad_id=None, generator=None, callback=None):
+    """Sample gen_length tokens after each prompt (and before suffix: infilling).
+
+    prompt: LongTensor (B,P) / (P,) or a list of token lists (left-padded here). block_length
+    defaults to 32 (bidirectional) or the model's block_size (block models; must be a multiple of it).
+    steps (default gen_length) are spread over the blocks: a block of n tokens gets
+    ceil(n * steps / gen_length). threshold / factor: Fast-dLLM's dynamic rules (steps ignored).
+    cache: 'none' | 'prefix' | 'dual' (exact for block models, Fast-dLLM's approximation otherwise).
+    Returns (tokens (B, G + gen_length [+ S]), info) where G = the longest prompt; after the first
+    eos_id in the answer everything is pad_id (or eos_id). info: nfe, seconds, tokens_per_s,
+    steps_per_block, ... callback(step_info) runs after every step; step_info['tokens'] is live.
+    """
+    cfg = model.config
+    if cfg.attention == 'causal':
+        if suffix is not None and len(as_rows(suffix)[0]):
+            raise UserError("infilling (a suffix) needs a diffusion model; this one is causal (AR)")
+        return generate_ar(model, prompt, gen_length=gen_length, temperature=temperature, top_p=top_p, top_k=top_k,
+                           cache=cache, eos_id=eos_id, pad_id=pad_id, generator=generator, callback=callback)
+    block_length, steps = check_options(model, gen_length, block_length, steps, alg, temperature, top_p, top_k,
+                                        alg_temp, threshold, factor, cache)
+    t0 = time.perf_counter()
+    dev, mask_id = model.lm_head.weight.device, cfg.mask_token_id
+    block_model, shift = cfg.attention == 'block', int(cfg.shift_logits)
+    rows = as_rows(prompt)
+    B = len(rows)
+    suf = as_rows(suffix if suffix is not None else [[]] * B)
+    if len(suf) == 1 and B > 1:
+        suf = suf * B
+    if len(suf) != B or len({len(r) for r in suf}) > 1:
+        raise UserError("suffix must be one token list, or one per prompt, all of the same length")
+    check_tokens(rows + suf, cfg.vocab_size, 'prompt/suffix')
+    fill = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
+    head, pad = left_pad(rows, fill, dev)
+    G, S = head.size(1), len(suf[0])
+    L = G + gen_length + S
+    if L > cfg.max_position_embeddings:
+        raise UserError(f"prompt ({G}) + gen_length ({gen_length}) + suffix ({S}) = {L} tokens exceeds the "
+                        f"model's context of {cfg.max_position_embeddings}; shorten the prompt or gen_length")
+    x = torch.cat([head, torch.full((B, gen_length), mask_id, device=dev),
+                   torch.tensor(suf, dtype=torch.long, device=dev).view(B, S)], dim=1)
+    pads = pad.tolist() if pad is not None else [0] * B
+
+    # blocks per row, in index space; rows with fewer blocks sit out the last rounds (empty block)
+    per_row = [[(lo + p, hi + p) for lo, hi in row_blocks(G - p, gen_length, block_length, block_model)]
+               for p in pads]
+    R = max(len(b) for b in per_row)
+    gen_end = G + gen_length
+    bounds = torch.tensor([[b[k] if k < len(b) else (gen_end, gen_end) for b in per_row] for k in range(R)],
+                          device=dev)  # (R, B, 2)
+    pad_t = pad if pad is not None else torch.zeros(B, dtype=torch.long, device=dev)
+    bs = cfg.block_size
+    down = lambda i: pad_t + torch.div(i - pad_t, bs, rounding_mode='floor') * bs  # model-block grid, per row
+    up = lambda i: pad_t - torch.div(pad_t - i, bs, rounding_mode='floor') * bs
+
+    kv = model.new_cache(B, L) if cache != 'none' else None
+    committed = 0  # block models: the cache holds exact K/V for indices < committed
+    nfe, steps_per_block, info_steps = 0, [], 0
+    for k in range(R):
+        lo, hi = bounds[k, :, 0], bounds[k, :, 1]
+        n = hi - lo
+        active = n > 0
+        s = torch.where(active, torch.minimum(n, -(-n * steps // gen_length)), 0)  # ceil(n * steps / gen)
+        n_max = int(n.max())
+        slot = lo[:, None] + torch.arange(n_max, device=dev)  # index of each block slot
+        valid = slot < hi[:, None]
+        slot = slot.clamp(max=L - 1)
+        first_row = torch.maximum(lo - 1, pad_t)  # shift: the logits predicting the block's first token
+        # (a row's position 0 has no predecessor: it reads its own logits, as in shift_logits)
+        min_lo = int(lo[active].min())
+        if block_model:
+            # finished blocks are final in every row below this index: their K/V get committed by
+            # this round's first forward and are never recomputed (exact, BD3-LM)
+            frontier = int(down(lo)[active].min())
+            block_end = min(L, int(up(hi)[active].max()))  # the model blocks holding every row's current block
+        j = 0
+        while True:
+            masked = valid & (x.gather(1, slot) == mask_id)
+            if not masked.any():
+                break
+            # one forward: queries are the window x[:, w0:w1], keys the indices [0, kv_len). With a
+            # shift the window also holds index lo-1, whose logits predict the block's first token.
+            if cache == 'none':
+                w0, w1, kv_len = 0, L, None
+            elif block_model:  # exact: left of w0 all is committed, right of block_end nothing is visible
+                w0 = max(0, min(committed if j == 0 else frontier, min_lo - shift))
+                w1 = kv_len = block_end
+            elif j == 0:  # Fast-dLLM: refresh every K/V at the block start
+                w0, w1, kv_len = 0, L, L
+            else:  # prefix: recompute the block and everything after it; dual: only the block
+                w0, w1, kv_len = max(0, min_lo - shift), (L if cache == 'prefix' else int(hi.max())), L
+            # always write=True: cache entries past the exact part are scratch, rewritten before being read
+            raw = model(x[:, w0:w1], pad=pad, cache=kv, start=w0, kv_len=kv_len) if kv is not None \
+                else model(x, pad=pad)
+            nfe += 1
+            if block_model and j == 0:
+                committed = frontier
+            rel = lambda i: (i - w0).clamp(0, raw.size(1) - 1)
+            logits = raw.gather(1, rel(slot)[..., None].expand(-1, -1, raw.size(-1)))
+            if shift:  # the loss's convention: slot r reads the raw logits at index lo + r - 1
+                logits = shift_logits(logits, first=raw[torch.arange(B, device=dev), rel(first_row)])
+            logits[..., mask_id] = float('-inf')  # never propose <|mask|> itself
+            tokens, probs = sample_tokens(logits, temperature, top_p, top_k, generator)
+            sel = choose(alg, masked, probs, tokens, step=j, n=n, s=s, alg_temp=alg_temp, threshold=threshold,
+                         factor=factor, generator=generator)
+            b, r = sel.nonzero(as_tuple=True)
+            x[b, slot[b, r]] = tokens[b, r]
+            j += 1
+            if callback is not None:
+                callback(dict(tokens=x, block=k, step=j, nfe=nfe, committed=sel.sum(1), prompt_len=G,
+                              gen_length=gen_length, mask_id=mask_id))
+        steps_per_block.append(j)
+        info_steps += j
+        # EOS: stop once every row's finished blocks hold an EOS (text after it is never needed)
+        if eos_id is not None:
+            idx = torch.arange(L, device=dev)
+            done = ((x == eos_id) & (idx >= G) & (idx < hi[:, None])).any(1)
+            if bool(done.all()) and k < R - 1:
+                break
+    x = cut_after_eos(x, G, gen_end, eos_id, fill)
+    dt = time.perf_counter() - t0
+    return x, dict(nfe=nfe, seconds=dt, tokens_per_s=B * gen_length / dt, steps=info_steps,
+                   steps_per_block=steps_per_block, blocks=len(steps_per_block), block_length=block_length,
+                   prompt_len=G)
+
+# -----------------------------------------------------------------------------
+# AR decoding for causal models (the baseline)
+
+
+@torch.no_grad()
+def generate_ar(model, prompt, *, gen_length=128, temperature=0.0, top_p=None, top_k=None, cache='prefix',
+                eos_id=None, pad_id=None, generator=None, callback=None, **unused):
+    """Next-token decoding; with a cache (any cache != 'none') each step feeds one token. Diffusion
+    options (steps, alg, ...) are ignored. Stops when every row has produced eos_id."""
+    cfg = model.config
+    if gen_length < 1:
+        raise UserError(f"gen_length={gen_length} must be >= 1")
+    t0 = time.perf_counter()
+    dev = model.lm_head.weight.device
+    rows = as_rows(prompt)
+    if min(len(r) for r in rows) == 0:
+        raise UserError("AR decoding needs a prompt of at least one token in every row")
+    check_tokens(rows, cfg.vocab_size, 'prompt')
+    fill = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
+    head, pad = left_pad(rows, fill, dev)
+    B, G = head.shape
+    L = G + gen_length
+    if L > cfg.max_position_embeddings:
+        raise UserError(f"prompt ({G}) + gen_length ({gen_length}) = {L} tokens exceeds the model's context of "
+                        f"{cfg.max_position_embeddings}; shorten the prompt or gen_length")
+    x = torch.cat([head, torch.full((B, gen_length), fill, device=dev)], dim=1)
+    kv = model.new_cache(B, L) if cache != 'none' else None
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    start, nfe = 0, 0
+    for t in range(G, L):
+        if kv is None:
+            logits = model(x[:, :t], pad=pad)[:, -1]
+        else:  # prefill once, then one new token per step
+            logits = model(x[:, start:t], pad=pad, cache=kv, start=start)[:, -1]
+            start = t
+        nfe += 1
+        tok, _ = sample_tokens(logits, temperature, top_p, top_k, generator)
+        x[:, t] = tok
+        if callback is not None:
+            callback(dict(tokens=x, block=0, step=t - G + 1, nfe=nfe, prompt_len=G, gen_length=gen_length,
+                          mask_id=None))
+        if eos_id is not None:
+            done |= tok == eos_id
+            if bool(done.all()):
+                break
+    x = cut_after_eos(x, G, L, eos_id, fill)
+    dt = time.perf_counter() - t0
+    return x, dict(nfe=nfe, seconds=dt, tokens_per_s=B * gen_length / dt, steps=nfe, steps_per_block=[nfe],
+                   blocks=1, block_length=gen_length, prompt_len=G)
