@@ -183,7 +183,8 @@ class Attention(nn.Module):
         q = self.q_norm(self.q_proj(x).view(B, T, -1, hd)).transpose(1, 2)
         k = self.k_norm(self.k_proj(x).view(B, T, -1, hd)).transpose(1, 2)
         v = self.v_proj(x).view(B, T, -1, hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # under bf16 autocast the norms return float32 but v is bf16; XLA's autocast does not cast SDPA's inputs
+        q, k = apply_rope(q, cos, sin).to(v.dtype), apply_rope(k, cos, sin).to(v.dtype)
         if cache is not None:
             k, v = cache.keys_values(layer, k, v, start, kv_len, write)
         # grouped-query attention: each K/V head serves num_attention_heads / num_key_value_heads queries
