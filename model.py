@@ -60,8 +60,8 @@ PRESETS = {
     # tiny: unit tests, trains in seconds; toy: the CPU default (~10 min, see README)
     'tiny': dict(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, max_position_embeddings=4096),
-    'toy': dict(hidden_size=256, intermediate_size=768, num_hidden_layers=6, num_attention_heads=4,
-                num_key_value_heads=2, head_dim=64, max_position_embeddings=4096),
+    'toy': dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=32, max_position_embeddings=4096),
     # the released Qwen3 shapes; CoDA is Qwen3-1.7B with an untied lm_head
     '0.6B': dict(_QWEN3, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                  num_attention_heads=16, tie_word_embeddings=True),

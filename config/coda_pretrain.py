@@ -1,0 +1,34 @@
+# CoDA stage 1: diffusion pre-training of Qwen3-1.7B into a bidirectional masked-diffusion coder.
+# Paper: ~180B tokens, 8192-token sequences, global batch 512 sequences (4.2M tokens per step),
+# TPU with torch_xla SPMD/FSDP + Adafactor, bf16; progressive masking S1, S2, S3 at 1% each.
+# Here: plain data parallel (DDP on GPUs, one replica per TPU chip on XLA) with AdamW, so the whole
+# model + AdamW state (~16 bytes/param, ~27 GB for 1.7B) must fit in each device's memory: an
+# 80 GB GPU or a TPU v5p chip, not a 32 GB v4 chip. Sequences of 2048 and a global batch of 256
+# sequences = 0.5M tokens per step; 180B tokens would be ~343k steps: set max_iters to your budget.
+# Nothing at this scale was run on the 2-core CPU machine this repo was written on.
+#
+#   huggingface-cli download Qwen/Qwen3-1.7B --local-dir checkpoints/Qwen3-1.7B
+#   python data/pycode/prepare.py --tokenizer=checkpoints/Qwen3-1.7B --out_dir=data/pycode_qwen3 --roots=/your/code
+#   torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py
+#   PJRT_DEVICE=TPU python train.py config/coda_pretrain.py --device=xla    # on every host of a TPU VM/pod
+init_from = 'checkpoints/Qwen3-1.7B'  # loaded with attention='bidirectional', shift_logits=True, mask id 151669
+out_dir = 'out-coda-pretrain'
+dataset = 'data/pycode_qwen3'
+objective = 'mdm'
+masking = 'pretrain'         # S1/S2/S3 at 1% each (paper)
+seq_len = 2048               # paper: 8192
+batch_size = 2               # per process
+grad_accum = 128             # total over all processes: 2 x 128 = 256 sequences per step (paper: 512)
+max_iters = 20000            # ~10B tokens; the paper's ~180B would be ~343k steps at this batch
+lr = 3e-5                    # our choice for AdamW on a pretrained model (the paper uses Adafactor)
+min_lr = 3e-6
+warmup_iters = 500
+weight_decay = 0.1
+grad_clip = 1.0
+dtype = 'bfloat16'
+eval_interval = 1000
+eval_iters = 20
+elbo_samples = 4
+log_interval = 10
+checkpoint_interval = 1000
+sample_interval = 0          # generation on TPU recompiles per step: keep it for eval.py

@@ -1,0 +1,249 @@
+"""
+train.py: cd /work/main && python -m pytest tests/test_train.py -q
+Every test prepares a tiny corpus in a temp dir and trains the 'tiny' preset for a few steps,
+in-process through train.main(argv) (subprocesses only for the CLI's error lines, torchrun and XLA).
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import train
+from data.pycode.prepare import prepare
+from data.pycode_sft.prepare import prepare as prepare_sft
+from model import Transformer, UserError, make_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(model='tiny', seq_len=32, batch_size=4, max_iters=8, warmup_iters=2, lr=3e-3, min_lr=3e-4,
+             eval_interval=0, eval_iters=2, elbo_samples=1, log_interval=1, checkpoint_interval=0, sample_interval=0)
+
+
+def module_source(i):
+    """A small module of documented functions (SFT examples) that also makes a pre-training corpus."""
+    return textwrap.dedent(f'''\
+        import math
+
+
+        def scale_{i}(x, k={i}):
+            """Multiply x by {i} and add one."""
+            return x * k + 1
+
+
+        def norm_{i}(a, b):
+            """Return the length of the vector (a, b)."""
+            return math.sqrt(a * a + b * b) + {i}
+
+
+        class Counter{i}:
+            def tick(self, n=1):
+                """Advance the counter by n steps."""
+                self.n = getattr(self, "n", 0) + n
+                return self.n
+        ''')
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and much faster than on two when the cores are shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('train')
+    src = root / 'src'
+    src.mkdir()
+    for i in range(12):
+        (src / f'mod{i}.py').write_text(module_source(i) * 3)
+    prepare(roots=[str(src)], stdlib=False, out_dir=str(root / 'pycode'), val_frac=0.25)
+    prepare_sft(roots=[str(src)], stdlib=False, out_dir=str(root / 'sft'), max_len=256, val_frac=0.25)
+    return root
+
+
+def argv(**kw):
+    return [f'--{k}={v}' for k, v in {**SMALL, **kw}.items()]
+
+
+def run(data, out, **kw):
+    """Train in-process; returns the records of out/log.jsonl."""
+    kw.setdefault('dataset', str(data / 'pycode'))
+    train.main(argv(out_dir=str(out), **kw))
+    with open(os.path.join(out, 'log.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def losses(recs):
+    return [r['loss'] for r in recs]
+
+
+def cli(*args, env=None):
+    env = dict(env or os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable, os.path.join(REPO, 'train.py'), *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=300)
+
+
+# -----------------------------------------------------------------------------
+
+def test_config_file_and_overrides(tmp_path):
+    cfg_file = tmp_path / 'c.py'
+    cfg_file.write_text("import math\nobjective = 'ar'\nlr = 1\nmax_iters = 7\n_private = 'ignored'\n")
+    cfg = train.get_config([str(cfg_file), '--max_iters=9', 'compile=true', '--masking=pretrain'])
+    assert (cfg.objective, cfg.lr, cfg.max_iters, cfg.compile, cfg.masking) == ('ar', 1.0, 9, True, 'pretrain')
+    assert isinstance(cfg.lr, float) and cfg.model == 'toy'
+    # every DiffusionOptions field is a config key with the same name
+    from diffusion import DiffusionOptions
+    from dataclasses import fields
+    assert {f.name for f in fields(DiffusionOptions)} <= {f.name for f in fields(train.TrainConfig)}
+    with pytest.raises(UserError, match="unknown config key 'max_iter'.*valid keys:.*max_iters"):
+        train.get_config(['--max_iter=3'])
+    with pytest.raises(UserError, match='max_iters must be a int'):
+        train.get_config(['--max_iters=ten'])
+    cfg_file.write_text("compile = 'yes'\n")
+    with pytest.raises(UserError, match='compile must be a bool'):
+        train.get_config([str(cfg_file)])
+
+
+def test_mdm_loss_falls_and_checkpoint_format(data, tmp_path):
+    recs = run(data, tmp_path, max_iters=40, eval_interval=20, lr=1e-2, min_lr=1e-3, batch_size=8)
+    first, last = sum(losses(recs)[:5]) / 5, sum(losses(recs)[-5:]) / 5
+    assert last < first - 1.0, (first, last)  # from ~log(260) = 5.6 nats
+    assert [r['iter'] for r in recs] == list(range(1, 41))
+    assert {'iter', 'loss', 'lr', 'tokens_per_s'} <= set(recs[0])
+    val = [r for r in recs if 'val_loss' in r]
+    assert [r['iter'] for r in val] == [20, 40] and val[1]['val_loss'] < 5.0
+    assert val[1]['val_bpb'] == pytest.approx(val[1]['val_loss'] / 0.6931471805599453)
+    ck = torch.load(tmp_path / 'ckpt.pt', map_location='cpu', weights_only=True)
+    assert ck['iter_num'] == 40 and ck['tokenizer'] == 'bytes' and ck['best_val_loss'] == val[1]['val_loss']
+    assert ck['model_config']['attention'] == 'bidirectional' and ck['model_config']['mask_token_id'] == 259
+    assert ck['train_config']['max_iters'] == 40 and {'optimizer', 'rng', 'model'} <= set(ck)
+    assert not os.path.exists(tmp_path / 'ckpt.pt.tmp')
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    full = run(data, tmp_path / 'a', max_iters=10, lr_decay_iters=10, grad_accum=2, checkpoint_interval=4)
+    run(data, tmp_path / 'b', max_iters=4, lr_decay_iters=10, grad_accum=2)
+    # resume takes the run's settings from its checkpoint; only max_iters changes
+    resumed = run(data, tmp_path / 'b', init_from='resume', max_iters=10)
+    assert [r['iter'] for r in resumed] == list(range(1, 11))
+    assert losses(resumed) == losses(full)
+
+
+def test_ddp_two_processes_equal_one(data, tmp_path):
+    one = run(data, tmp_path / 'one', max_iters=5, grad_accum=4, eval_interval=5)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                        os.path.join(REPO, 'train.py'), *argv(max_iters=5, grad_accum=4, eval_interval=5,
+                                                              dataset=data / 'pycode', out_dir=tmp_path / 'two')],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    two = [json.loads(line) for line in open(tmp_path / 'two' / 'log.jsonl')]
+    assert [r['iter'] for r in two] == [1, 2, 3, 4, 5]  # rank 0 alone writes the log
+    assert losses(two) == pytest.approx(losses(one), rel=1e-5)
+    assert two[-1]['val_loss'] == pytest.approx(one[-1]['val_loss'], rel=1e-5)
+
+
+def test_init_from_hf_qwen3_and_export(data, tmp_path):
+    torch.manual_seed(0)
+    qwen = Transformer(make_config('tiny', vocab_size=264, attention='causal'))
+    qwen.save_pretrained(tmp_path / 'qwen3')
+    # max_iters=0: load, convert to CoDA's conventions, export unchanged weights
+    run(data, tmp_path / 'out', init_from=tmp_path / 'qwen3', max_iters=0, export_hf=tmp_path / 'hf')
+    coda = Transformer.from_pretrained(str(tmp_path / 'hf'))
+    c = coda.config
+    assert (c.attention, c.shift_logits, c.mask_token_id, c.vocab_size) == ('bidirectional', True, 259, 264)
+    for (k, v), w in zip(qwen.state_dict().items(), coda.state_dict().values()):
+        assert torch.equal(v, w), k
+    # train from the Qwen3 weights: an AR head kept through the logit shift starts below log V
+    recs = run(data, tmp_path / 'out2', init_from=tmp_path / 'qwen3', max_iters=3)
+    assert all(r['loss'] == r['loss'] for r in recs)
+    # continue a CoDA directory (the export above), and a causal AR run stays causal
+    run(data, tmp_path / 'out3', init_from=tmp_path / 'hf', max_iters=2)
+    assert torch.load(tmp_path / 'out3' / 'ckpt.pt', weights_only=True)['model_config']['shift_logits'] is True
+    run(data, tmp_path / 'out4', init_from=tmp_path / 'qwen3', max_iters=2, objective='ar')
+    mc = torch.load(tmp_path / 'out4' / 'ckpt.pt', weights_only=True)['model_config']
+    assert (mc['attention'], mc['shift_logits']) == ('causal', False)
+
+
+@pytest.mark.parametrize('objective', ['ar', 'block', 'sft'])
+def test_other_objectives(data, tmp_path, objective):
+    kw = dict(objective=objective, max_iters=12, eval_interval=12, lr=1e-2)
+    if objective == 'sft':  # a new stage from the weights of a pre-training run (fresh optimizer)
+        run(data, tmp_path / 'pre', max_iters=2)
+        kw.update(dataset=data / 'sft', seq_len=256, batch_size=2, max_iters=6, eval_interval=6, init_from=tmp_path / 'pre')
+    recs = run(data, tmp_path / 'out', **kw)
+    assert losses(recs)[-1] < losses(recs)[0] and recs[-1]['val_loss'] > 0
+    attention = {'ar': 'causal', 'block': 'block', 'sft': 'bidirectional'}[objective]
+    assert torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=True)['model_config']['attention'] == attention
+
+
+def test_bad_inputs_in_process(data, tmp_path):
+    with pytest.raises(UserError, match='no checkpoint at .* to resume'):
+        train.main(argv(out_dir=tmp_path / 'none', init_from='resume', dataset=data / 'pycode'))
+    with pytest.raises(UserError, match='not scratch, resume'):
+        train.main(argv(out_dir=tmp_path / 'x', init_from=tmp_path / 'missing', dataset=data / 'pycode'))
+    (tmp_path / 'notamodel').mkdir()
+    with pytest.raises(UserError, match='no config.json'):
+        train.main(argv(out_dir=tmp_path / 'x', init_from=tmp_path / 'notamodel', dataset=data / 'pycode'))
+    with pytest.raises(UserError, match='does not fit'):
+        train.main(argv(out_dir=tmp_path / 'x', objective='sft', dataset=data / 'pycode'))
+    assert not (tmp_path / 'x').exists()
+    # a checkpoint of another shape is never overwritten
+    run(data, tmp_path / 'o', max_iters=2)
+    before = (tmp_path / 'o' / 'ckpt.pt').read_bytes()
+    with pytest.raises(UserError, match='another model shape.*init_from=resume'):
+        run(data, tmp_path / 'o', max_iters=2, model='toy')
+    assert (tmp_path / 'o' / 'ckpt.pt').read_bytes() == before
+    # weights of a run whose tokenizer is not the dataset's
+    ck = torch.load(tmp_path / 'o' / 'ckpt.pt', weights_only=True)
+    (tmp_path / 'g').mkdir()
+    torch.save(dict(ck, tokenizer='gpt2'), tmp_path / 'g' / 'ckpt.pt')
+    with pytest.raises(UserError, match="tokenised with 'bytes'.*--tokenizer=gpt2"):
+        run(data, tmp_path / 'x', init_from=tmp_path / 'g')
+    # a diverging run stops with the last good checkpoint in place
+    with pytest.raises(UserError, match='loss is (nan|inf).*last good checkpoint'):
+        run(data, tmp_path / 'nan', max_iters=20, lr=1e30, min_lr=1e30, warmup_iters=0, grad_clip=0.0,
+            checkpoint_interval=1)
+    ck = torch.load(tmp_path / 'nan' / 'ckpt.pt', weights_only=True)
+    recs = [json.loads(line) for line in open(tmp_path / 'nan' / 'log.jsonl')]
+    assert ck['iter_num'] == recs[-1]['iter'] < 20
+
+
+def test_cli_error_lines(data, tmp_path):
+    p = cli('--max_iter=3')
+    assert p.returncode == 1 and p.stderr.startswith('error: unknown config key') and 'max_iters' in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    p = cli(f'--dataset={tmp_path}/nodata', '--lr=fast')
+    assert p.returncode == 1 and p.stderr.strip() == "error: lr must be a float, got 'fast' (from command line); e.g. lr=0.002"
+    p = cli(f'--dataset={tmp_path}/nodata', f'--out_dir={tmp_path}/out')
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1
+    assert 'no dataset at' in p.stderr and 'prepare.py' in p.stderr and not (tmp_path / 'out').exists()
+
+
+def test_xla_matches_cpu(data, tmp_path):
+    """The XLA path (PJRT_DEVICE=CPU): same losses as the eager CPU run. Runs where torch_xla is
+    importable, e.g. /work/venv-xla/bin/python -m pytest tests/test_train.py -k xla."""
+    pytest.importorskip('torch_xla')
+    kw = dict(max_iters=4, grad_accum=2, eval_interval=4, dtype='float32', dataset=data / 'pycode')
+    cpu = run(data, tmp_path / 'cpu', **kw)
+    env = dict(os.environ, PJRT_DEVICE='CPU')
+    p = cli(*argv(device='xla', out_dir=tmp_path / 'xla', **kw), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    xla = [json.loads(line) for line in open(tmp_path / 'xla' / 'log.jsonl')]
+    assert losses(xla) == pytest.approx(losses(cpu), rel=1e-4)
+    assert xla[-1]['val_loss'] == pytest.approx(cpu[-1]['val_loss'], rel=1e-4)
+    ck = torch.load(tmp_path / 'xla' / 'ckpt.pt', weights_only=True)
+    assert ck['iter_num'] == 4 and all(v.device.type == 'cpu' for v in ck['model'].values())
+    # dtype=auto is bf16 autocast on XLA; resume it for two more steps
+    p = cli(*argv(device='xla', out_dir=tmp_path / 'bf16', max_iters=2, dataset=data / 'pycode'), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = cli(*argv(device='xla', out_dir=tmp_path / 'bf16', max_iters=4, init_from='resume'), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    bf16 = [json.loads(line) for line in open(tmp_path / 'bf16' / 'log.jsonl')]
+    assert [r['iter'] for r in bf16] == [1, 2, 3, 4] and all(0 < r['loss'] < 10 for r in bf16)

@@ -1,0 +1,525 @@
+"""
+Train a nanoCoDA model: one loop, read top to bottom (after nanoGPT's), the same on a laptop CPU,
+a GPU cluster under torchrun and a TPU pod under torch_xla.
+
+  python train.py                                    # toy: byte-level masked diffusion on data/pycode (~10 min, 2 CPU cores)
+  python train.py config/toy_ar.py --max_iters=200   # a config file assigns names; --key=value overrides any field
+  torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py     # DDP, one GPU per process
+  PJRT_DEVICE=TPU python train.py config/coda_pretrain.py --device=xla          # one process per TPU chip
+  python train.py --init_from=resume --out_dir=out-toy --max_iters=2000         # continue exactly where it stopped
+  python train.py --init_from=resume --out_dir=out-toy --max_iters=0 --export_hf=out-toy/hf   # export only
+
+Objectives (diffusion.training_loss): mdm = CoDA masked diffusion (bidirectional attention),
+block = block diffusion (block-causal), sft = masked diffusion of the answer only, ar = the causal
+next-token baseline on the same architecture.
+Randomness: each micro-step seeds its own CPU torch.Generator from (seed, iteration, micro-step);
+it picks the batch and draws the diffusion noise. So a run gives the same losses on 1 or N
+processes (micro-step m of an optimizer step runs on rank m % world_size) and after a resume.
+"""
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model import ModelConfig, Transformer, UserError, make_config
+from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte
+from data.common import load_meta, load_tokens, load_sft
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+OBJECTIVES = ('mdm', 'block', 'sft', 'ar')
+
+
+# -----------------------------------------------------------------------------
+# config: defaults <- the checkpoint's (resume) <- config file <- --key=value
+
+@dataclass
+class TrainConfig(DiffusionOptions):  # inherits every masking knob: eps, masking, s1_prob ... edit_rate
+    # I/O
+    out_dir: str = 'out-toy'
+    init_from: str = 'scratch'  # scratch | resume | HF Qwen3/CoDA dir | a train.py out_dir or ckpt.pt (weights only)
+    export_hf: str = ''         # when done, also write the model in HF layout here (Transformer.save_pretrained)
+    eval_interval: int = 250    # val ELBO every this many iterations (and at the end); 0 = never
+    eval_iters: int = 8         # val batches per evaluation
+    elbo_samples: int = 2       # Monte-Carlo mask levels per val sequence (LLaDA uses 128)
+    log_interval: int = 10
+    checkpoint_interval: int = 500  # ckpt.pt is also written when training ends
+    sample_interval: int = 500  # print a short decoded sample; 0 = never
+    # data and objective
+    dataset: str = 'pycode'     # a directory under data/ (pycode, pycode_sft, ...) or a path
+    objective: str = 'mdm'      # mdm | block | sft | ar
+    batch_size: int = 32        # micro-batch per process
+    grad_accum: int = 1         # TOTAL micro-steps per optimizer step, over all processes (nanoGPT)
+    seq_len: int = 128
+    # model
+    model: str = 'toy'          # preset of model.PRESETS, for init_from=scratch
+    block_size: int = 4         # block diffusion block (objective=block; Stable-DiffCoder uses 4)
+    # AdamW with warm-up and cosine decay
+    max_iters: int = 2500
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_iters: int = 30
+    lr_decay_iters: int = 0     # 0 = max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0      # 0 = off
+    # system
+    device: str = 'auto'        # auto | cpu | cuda | mps | xla
+    dtype: str = 'auto'         # auto (bf16 on CUDA/XLA, float32 on CPU) | float32 | bfloat16 | float16
+    compile: bool = False       # torch.compile the model (CUDA)
+    seed: int = 1337
+
+
+def parse_value(key, value, source):
+    """Type-check a value from a config file, or convert a command-line string."""
+    default = next(f.default for f in fields(TrainConfig) if f.name == key)
+    kind = type(default)
+    if isinstance(value, str) and source == 'command line' and kind is not str:
+        low = value.lower()
+        if kind is bool and low in ('1', '0', 'true', 'false', 'yes', 'no'):
+            return low in ('1', 'true', 'yes')
+        try:
+            value = kind(value) if kind is not bool else value
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise UserError(f"{key} must be a {kind.__name__}, got {value!r} (from {source}); e.g. {key}={default!r}")
+    return value
+
+
+def get_config(argv):
+    names = [f.name for f in fields(TrainConfig)]
+    overrides = {}
+    for arg in argv:
+        if arg in ('-h', '--help'):
+            print(__doc__ + '\nconfig keys (defaults):\n' + '\n'.join(f"  --{f.name}={f.default}" for f in fields(TrainConfig)))
+            sys.exit(0)
+        if '=' not in arg and arg.endswith('.py'):  # a config file: its module-level names
+            if not os.path.isfile(arg):
+                raise UserError(f"config file {arg} not found; see config/ for examples")
+            ns = {}
+            with open(arg) as f:
+                exec(compile(f.read(), arg, 'exec'), ns)
+            items = [(k, v, arg) for k, v in ns.items() if not k.startswith('_') and isinstance(v, (bool, int, float, str))]
+        else:
+            key, eq, val = arg.lstrip('-').partition('=')
+            if not eq:
+                raise UserError(f"cannot parse argument {arg!r}; use --key=value or a config file path")
+            items = [(key, val, 'command line')]
+        for k, v, src in items:
+            if k not in names:
+                raise UserError(f"unknown config key {k!r} (from {src}); valid keys: {', '.join(names)}")
+            overrides[k] = parse_value(k, v, src)
+    base = {}
+    if overrides.get('init_from') == 'resume':  # continue with the run's own settings unless overridden
+        ckpt = torch.load(checkpoint_path(overrides.get('out_dir', TrainConfig.out_dir)), map_location='cpu',
+                          weights_only=True, mmap=True)
+        base = {k: v for k, v in ckpt['train_config'].items() if k in names}
+    cfg = TrainConfig(**{**base, **overrides})
+    for key, ok in (('objective', OBJECTIVES), ('device', ('auto', 'cpu', 'cuda', 'mps', 'xla')),
+                    ('dtype', ('auto', 'float32', 'bfloat16', 'float16'))):
+        if getattr(cfg, key).split(':')[0] not in ok:  # (device may be cuda:N)
+            raise UserError(f"{key}={getattr(cfg, key)!r} is unknown; use one of {', '.join(ok)}")
+    if min(cfg.batch_size, cfg.grad_accum, cfg.seq_len) < 1 or cfg.max_iters < 0:
+        raise UserError("batch_size, grad_accum and seq_len must be >= 1 and max_iters >= 0")
+    if cfg.objective == 'block' and cfg.seq_len % cfg.block_size:
+        raise UserError(f"seq_len={cfg.seq_len} is not a multiple of block_size={cfg.block_size}; change one of them")
+    return cfg
+
+
+def checkpoint_path(out_dir):
+    path = os.path.join(out_dir, 'ckpt.pt')
+    if not os.path.isfile(path):
+        raise UserError(f"no checkpoint at {path} to resume from; train first (init_from=scratch) or pass the right out_dir")
+    return path
+
+
+# -----------------------------------------------------------------------------
+# data: every batch comes from a generator seeded by (seed, iteration, micro-step)
+
+def rng(*keys):
+    digest = hashlib.sha256(repr(keys).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], 'little'))
+
+
+def open_dataset(cfg, auto_prepare):
+    path = cfg.dataset if os.sep in cfg.dataset else os.path.join(REPO, 'data', cfg.dataset)  # a name, or a path with a /
+    builtin = cfg.dataset in ('pycode', 'pycode_sft')
+    prep = f"python data/{cfg.dataset}/prepare.py" if builtin else "python data/pycode/prepare.py --out_dir=... (or data/prepare_custom.py)"
+    if not os.path.isfile(os.path.join(path, 'meta.json')):
+        if not (builtin and auto_prepare):
+            raise UserError(f"no dataset at {path} (missing meta.json); prepare it first: {prep}")
+        print(f"preparing {path} (byte tokenizer), once")
+        from data.pycode.prepare import prepare
+        from data.pycode_sft.prepare import prepare as prepare_sft
+        (prepare if cfg.dataset == 'pycode' else prepare_sft)(out_dir=path)
+    meta = load_meta(path)
+    sft = meta.get('kind') == 'sft'
+    if sft != (cfg.objective == 'sft'):
+        raise UserError(f"objective={cfg.objective} does not fit the {meta.get('kind')} dataset {path}; "
+                        + ("use dataset=pycode_sft (an SFT set)" if cfg.objective == 'sft' else "use objective=sft or a pre-training dataset"))
+    splits = {}
+    for split in ('train', 'val'):
+        if sft:  # whole examples only: prompt + answer + eos fits seq_len; the rest of the row is padding
+            s = load_sft(path, split, meta)
+            keep = np.flatnonzero((s.total_len <= cfg.seq_len) & (s.prompt_len < s.total_len))
+            if len(keep) == 0:
+                raise UserError(f"no {split} example of {path} fits seq_len={cfg.seq_len}; raise seq_len")
+            splits[split] = (s, keep)
+        else:
+            tokens = load_tokens(path, split, meta)
+            if len(tokens) <= cfg.seq_len:
+                raise UserError(f"the {split} split of {path} has {len(tokens)} tokens, fewer than seq_len={cfg.seq_len}+1; lower seq_len")
+            splits[split] = tokens
+    return path, meta, splits
+
+
+def get_batch(cfg, meta, splits, split, g):
+    """(x0 (B, L) int64, prompt_len (B,) or None), on the CPU."""
+    B, L = cfg.batch_size, cfg.seq_len
+    if cfg.objective != 'sft':  # random windows of the token stream (nanoGPT)
+        data = splits[split]
+        ix = torch.randint(len(data) - L, (B,), generator=g).tolist()
+        return torch.from_numpy(np.stack([data[i:i + L] for i in ix]).astype(np.int64)), None
+    s, keep = splits[split]
+    x = torch.full((B, L), meta['pad_id'], dtype=torch.long)  # CoDA/LLaDA SFT: pad to length, pads are maskable
+    plen = torch.zeros(B, dtype=torch.long)
+    for r, i in enumerate(torch.randint(len(keep), (B,), generator=g).tolist()):
+        ids, plen[r] = s.example(keep[i])
+        x[r, :len(ids)] = torch.from_numpy(ids)
+    return x, plen
+
+
+# -----------------------------------------------------------------------------
+# model: from scratch, from a train.py checkpoint, or from a Hugging Face Qwen3 / CoDA directory
+
+def load_source(cfg):
+    """What init_from names -> (kind, checkpoint dict or None); kind: scratch | resume | ckpt | hf."""
+    src = cfg.init_from
+    if src in ('scratch', 'resume'):
+        return src, (torch.load(checkpoint_path(cfg.out_dir), map_location='cpu', weights_only=True) if src == 'resume' else None)
+    path = src if os.path.isfile(src) else os.path.join(src, 'ckpt.pt')
+    if os.path.isfile(path):  # the weights of another train.py run (a new stage: fresh optimizer and schedule)
+        return 'ckpt', torch.load(path, map_location='cpu', weights_only=True)
+    if os.path.isdir(src):
+        return 'hf', None
+    raise UserError(f"init_from={src!r} is not scratch, resume, a checkpoint or a directory; "
+                    f"pass a Hugging Face Qwen3/CoDA directory or a train.py out_dir")
+
+
+def build_model(cfg, meta, kind, ckpt):
+    # CoDA's conventions: mdm/sft bidirectional, block diffusion block-causal, the ar baseline causal
+    attention = {'ar': 'causal', 'block': 'block'}.get(cfg.objective, 'bidirectional')
+    common = dict(attention=attention, mask_token_id=meta['mask_id'], block_size=cfg.block_size)
+    if kind in ('resume', 'ckpt') and ckpt['tokenizer'] != meta['tokenizer']:
+        raise UserError(f"the dataset was tokenised with {meta['tokenizer']!r}, the model with {ckpt['tokenizer']!r}; "
+                        f"prepare the dataset with --tokenizer={ckpt['tokenizer']}")
+    if kind == 'resume':  # the checkpoint's own model
+        model = Transformer(ModelConfig(**ckpt['model_config']))
+        model.load_state_dict(ckpt['model'])
+    elif kind == 'scratch':
+        model = Transformer(make_config(cfg.model, vocab_size=meta['vocab_size'], **common))
+    elif kind == 'ckpt':
+        model = Transformer(ModelConfig(**{**ckpt['model_config'], **common}))
+        model.load_state_dict(ckpt['model'])
+    else:  # an AR Qwen3 keeps its next-token head through the logit shift (CoDA, Dream)
+        if os.path.isfile(os.path.join(cfg.init_from, 'tokenizer.json')):
+            from tokenizer import load_tokenizer
+            tok = load_tokenizer(cfg.init_from)
+            if (tok.vocab_size, tok.mask_id) != (meta['vocab_size'], meta['mask_id']):
+                raise UserError(f"the dataset's tokenizer ({meta['tokenizer']!r}) is not the one of {cfg.init_from}; "
+                                f"prepare the dataset with --tokenizer={cfg.init_from}")
+        model = Transformer.from_pretrained(cfg.init_from, dtype=torch.float32, **common, shift_logits=attention != 'causal')
+    c = model.config
+    if meta['vocab_size'] > c.vocab_size or c.mask_token_id >= c.vocab_size:
+        raise UserError(f"the dataset's tokenizer ({meta['vocab_size']} ids) does not fit the model's vocab "
+                        f"({c.vocab_size}); prepare the dataset with the model's tokenizer (--tokenizer=<model dir>)")
+    if cfg.seq_len > c.max_position_embeddings:
+        raise UserError(f"seq_len={cfg.seq_len} exceeds the model's max_position_embeddings={c.max_position_embeddings}")
+    return model
+
+
+def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then constant
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
+    if it < cfg.warmup_iters:
+        return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
+    if it > decay_iters:
+        return cfg.min_lr
+    ratio = (it - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def to_cpu(obj):  # checkpoints hold CPU tensors only (XLA/CUDA tensors are copied)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj.detach().cpu() if torch.is_tensor(obj) else obj
+
+
+SHAPE_KEYS = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+              'num_key_value_heads', 'head_dim', 'tie_word_embeddings')
+
+
+# -----------------------------------------------------------------------------
+
+def train(cfg):
+    # --- processes and devices: torchrun sets RANK/WORLD_SIZE; torch_xla.launch runs one process per chip
+    xla = cfg.device == 'xla'
+    if xla:
+        import torch_xla
+        import torch_xla.core.xla_model as xm
+        import torch_xla.runtime as xr
+        rank, world, device = xr.global_ordinal(), xr.world_size(), torch_xla.device()
+        all_sum = lambda t: xm.all_reduce(xm.REDUCE_SUM, t) if world > 1 else t
+    else:
+        import torch.distributed as dist
+        world = int(os.environ.get('WORLD_SIZE', 1))
+        device = cfg.device if cfg.device != 'auto' else \
+            'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+        if world > 1:  # one GPU per process (NCCL), or gloo between CPU processes
+            if device.startswith('cuda'):
+                device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+                torch.cuda.set_device(device)
+            dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo')
+        rank = dist.get_rank() if world > 1 else 0
+        all_sum = lambda t: (dist.all_reduce(t), t)[1] if world > 1 else t
+    master = rank == 0
+    if cfg.grad_accum % world:
+        raise UserError(f"grad_accum={cfg.grad_accum} is the total over all {world} processes; use a multiple of {world}")
+    dev_type = 'xla' if xla else torch.device(device).type
+    dtype = cfg.dtype if cfg.dtype != 'auto' else 'bfloat16' if dev_type in ('cuda', 'xla') else 'float32'
+    ptdtype = getattr(torch, dtype)
+    ctx = nullcontext() if ptdtype == torch.float32 else torch.autocast(dev_type, dtype=ptdtype)
+    if dev_type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    # --- data, model, optimizer (all checks happen before anything is written)
+    kind, ckpt = load_source(cfg)
+    # pycode / pycode_sft are prepared on first use when the model reads bytes
+    data_path, meta, splits = open_dataset(cfg, kind == 'scratch' or (kind != 'hf' and ckpt['tokenizer'] == 'bytes'))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, meta, kind, ckpt)
+    ckpt_file = os.path.join(cfg.out_dir, 'ckpt.pt')
+    if kind != 'resume' and os.path.isfile(ckpt_file):
+        old = torch.load(ckpt_file, map_location='cpu', weights_only=True, mmap=True)['model_config']
+        if any(old.get(k) != getattr(model.config, k) for k in SHAPE_KEYS):
+            raise UserError(f"{cfg.out_dir} holds a checkpoint of another model shape; pick another out_dir "
+                            f"or pass init_from=resume to continue it")
+    opts = DiffusionOptions(**{f.name: getattr(cfg, f.name) for f in fields(DiffusionOptions)})
+    model.to(device)
+    if model.config.tie_word_embeddings:  # .to('xla') makes new Parameters, which unties a shared head: tie again
+        model.lm_head.weight = model.model.embed_tokens.weight
+    raw_model = model
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # weight decay on matrices only (nanoGPT)
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': cfg.weight_decay},
+                                   {'params': no_decay, 'weight_decay': 0.0}], lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2), fused=dev_type == 'cuda' or None)
+    scaler = torch.amp.GradScaler('cuda', enabled=dtype == 'float16' and dev_type == 'cuda')  # fp16 needs loss scaling
+    iter_num, best_val = 0, float('inf')
+    if kind == 'resume':
+        optimizer.load_state_dict(ckpt['optimizer'])
+        iter_num, best_val = ckpt['iter_num'], ckpt['best_val_loss']
+        torch.set_rng_state(ckpt['rng']['torch'])
+    ckpt = None  # free the memory
+    if cfg.compile:
+        model = torch.compile(model)
+    if world > 1 and not xla:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        model = DDP(model, device_ids=[torch.device(device).index] if dev_type == 'cuda' else None)
+        model.config = raw_model.config  # training_loss reads model.config
+
+    log_path = os.path.join(cfg.out_dir, 'log.jsonl')
+    if master:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        old = open(log_path).read().splitlines() if iter_num and os.path.isfile(log_path) else []
+        with open(log_path, 'w') as f:  # a new run starts a new log; a resume drops lines past its checkpoint
+            f.writelines(l + '\n' for l in old if json.loads(l)['iter'] <= iter_num)
+        n_tok = cfg.batch_size * cfg.seq_len * cfg.grad_accum
+        print(f"{cfg.objective} on {data_path}: {raw_model.num_params() / 1e6:.2f}M params ({raw_model.config.attention}), "
+              f"{world} process(es) on {dev_type}, {dtype}, {n_tok:,} tokens/iter, iters {iter_num}..{cfg.max_iters}")
+
+    def save_checkpoint():
+        if not master:
+            return
+        obj = dict(model=to_cpu(raw_model.state_dict()), model_config=asdict(raw_model.config),
+                   train_config=asdict(cfg), tokenizer=meta['tokenizer'], iter_num=iter_num,
+                   optimizer=to_cpu(optimizer.state_dict()), rng={'torch': torch.get_rng_state()},
+                   best_val_loss=best_val)
+        tmp = ckpt_file + '.tmp'
+        torch.save(obj, tmp)
+        os.replace(tmp, ckpt_file)  # atomic: a crash never leaves a half-written ckpt.pt
+
+    @torch.no_grad()
+    def evaluate():  # val ELBO; batch j runs on rank j % world with its own generator
+        total = torch.zeros((), device=device)
+        for j in range(rank, cfg.eval_iters, world):
+            g = rng(cfg.seed, 'val', j)
+            x0, plen = get_batch(cfg, meta, splits, 'val', g)
+            maskable = None
+            if plen is not None:  # SFT: the answer and its eos, given the prompt (pads stay visible)
+                ar, n = torch.arange(cfg.seq_len), (x0 != meta['pad_id']).sum(1)
+                maskable = ((ar >= plen[:, None]) & (ar < n[:, None])).to(device)
+            with ctx:
+                total += elbo(raw_model, x0.to(device), n_samples=cfg.elbo_samples, generator=g, maskable=maskable).mean()
+        loss = all_sum(total).item() / cfg.eval_iters
+        out = {'val_loss': loss}
+        if meta['tokenizer'] == 'bytes':
+            out['val_bpb'] = bits_per_byte(loss)
+        return out
+
+    tokenizer = None
+
+    @torch.no_grad()
+    def sample():
+        nonlocal tokenizer
+        from sampling import generate
+        from tokenizer import load_tokenizer
+        tokenizer = tokenizer or load_tokenizer(meta['tokenizer'])
+        if cfg.objective == 'sft':
+            ids, plen = splits['val'][0].example(splits['val'][1][0])
+            prompt = ids[:plen].tolist()
+        else:
+            prompt = tokenizer.encode('import os\n\n\ndef ')
+        with ctx:  # 64 tokens, one per step, in semi-AR blocks of 8; a little randomness keeps a young
+            # model from filling everything with its most confident token (spaces)
+            out, _ = generate(raw_model, [prompt], gen_length=64, block_length=8, steps=64, temperature=0.8, top_k=10,
+                              eos_id=meta['eos_id'], pad_id=meta['pad_id'], generator=rng(cfg.seed, 'sample', iter_num))
+        return tokenizer.decode(prompt) + tokenizer.decode(out[0, len(prompt):].tolist())
+
+    # --- the loop: iteration `it` runs micro-steps 0..grad_accum-1; this process takes m = rank, rank+world, ...
+    mine = list(range(rank, cfg.grad_accum, world))
+    pbar = tqdm(total=cfg.max_iters, initial=iter_num, disable=not master, desc='train', unit='it', dynamic_ncols=True)
+    history = []
+    try:
+        while iter_num < cfg.max_iters:
+            t0 = time.time()
+            lr = get_lr(iter_num, cfg)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            loss_sum = torch.zeros((), device=device)
+            for k, m in enumerate(mine):
+                g = rng(cfg.seed, iter_num, m)
+                x0, plen = get_batch(cfg, meta, splits, 'train', g)
+                if world > 1 and not xla:  # DDP: all-reduce the gradients only on the last micro-step
+                    model.require_backward_grad_sync = k == len(mine) - 1
+                with ctx:
+                    loss, _ = training_loss(model, x0.to(device), objective=cfg.objective, opts=opts,
+                                            progress=iter_num / max(cfg.max_iters, 1), step=iter_num, generator=g,
+                                            prompt_len=plen, pad_id=meta['pad_id'])
+                # each process averages its len(mine) micro-steps; DDP then averages the processes, so the
+                # gradient is the mean over all grad_accum micro-steps, as one process would compute it
+                scaler.scale(loss / len(mine)).backward()
+                loss_sum += loss.detach()
+                if xla:
+                    xm.mark_step()
+            if xla and world > 1:
+                xm.reduce_gradients(optimizer)  # mean of the gradients over the TPU processes
+            loss_val = all_sum(loss_sum).item() / cfg.grad_accum
+            if not math.isfinite(loss_val):  # stop before the update: the last checkpoint stays good
+                raise UserError(f"loss is {loss_val} at iteration {iter_num}; stopped, the last good checkpoint is kept "
+                                f"in {cfg.out_dir}; lower lr or set grad_clip")
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            if xla:
+                xm.mark_step()
+            iter_num += 1
+            pbar.update(1)
+
+            # --- logging, evaluation, samples, checkpoints (iter = optimizer steps done)
+            rec = dict(iter=iter_num, loss=loss_val, lr=lr,
+                       tokens_per_s=cfg.batch_size * cfg.seq_len * cfg.grad_accum / (time.time() - t0))
+            last = iter_num == cfg.max_iters
+            if cfg.eval_interval and (iter_num % cfg.eval_interval == 0 or last):
+                rec.update(evaluate())
+                best_val = min(best_val, rec['val_loss'])
+            if master and cfg.sample_interval and (iter_num % cfg.sample_interval == 0 or last):
+                tqdm.write(f"--- sample at iter {iter_num} (prompt + 64 tokens):\n{sample()}\n---")
+            if master:
+                history.append(rec)
+                pbar.set_postfix(loss=f"{loss_val:.3f}", **({'val': f"{rec['val_loss']:.3f}"} if 'val_loss' in rec else {}))
+                if iter_num % cfg.log_interval == 0 or 'val_loss' in rec or last:
+                    with open(log_path, 'a') as f:
+                        f.write(json.dumps(rec) + '\n')
+                if 'val_loss' in rec:
+                    tqdm.write(' '.join(f"{k} {v:.4g}" for k, v in rec.items()))
+            if cfg.checkpoint_interval and iter_num % cfg.checkpoint_interval == 0 and not last:
+                save_checkpoint()
+    except KeyboardInterrupt:  # weights and optimizer only change inside step(): save the last full iteration
+        save_checkpoint()
+        raise UserError(f"interrupted; checkpoint at iteration {iter_num} saved in {cfg.out_dir}, continue with init_from=resume")
+    finally:
+        pbar.close()
+    save_checkpoint()
+    if world > 1 and not xla:
+        dist.destroy_process_group()
+    if master:
+        plot_losses(log_path)
+        if cfg.export_hf:
+            export_hf(raw_model, meta, cfg.export_hf)
+    return history
+
+
+def plot_losses(log_path):
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:  # optional
+        return
+    recs = [json.loads(l) for l in open(log_path)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r['iter'] for r in recs], [r['loss'] for r in recs], label='train loss')
+    val = [r for r in recs if 'val_loss' in r]
+    ax.plot([r['iter'] for r in val], [r['val_loss'] for r in val], 'o-', label='val ELBO')
+    ax.set_xlabel('iteration'), ax.set_ylabel('nats / token'), ax.legend()
+    fig.savefig(os.path.join(os.path.dirname(log_path), 'loss.png'), dpi=100)
+    plt.close(fig)
+
+
+def export_hf(model, meta, path):
+    """HF layout (config.json + safetensors) plus the tokenizer files when the tokenizer is one."""
+    model.save_pretrained(path)
+    spec = meta['tokenizer']
+    src = spec if os.path.isdir(spec) else os.path.dirname(spec) if os.path.isfile(spec) else None
+    for name in ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'):
+        if src and os.path.isfile(os.path.join(src, name)):
+            shutil.copy(os.path.join(src, name), os.path.join(path, name))
+    print(f"exported to {path} ({'with' if src else 'without a'} tokenizer.json)")
+
+
+def _xla_worker(index, cfg):  # torch_xla.launch passes the process index first
+    train(cfg)
+
+
+def main(argv=None):
+    cfg = get_config(sys.argv[1:] if argv is None else argv)
+    if cfg.device == 'xla':  # one process per local TPU chip (PJRT); every host of a pod runs the same command
+        import torch_xla
+        os.environ.setdefault('PJRT_DEVICE', 'TPU')
+        return torch_xla.launch(_xla_worker, args=(cfg,))
+    return train(cfg)
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except (UserError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
