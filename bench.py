@@ -214,7 +214,7 @@ def bench_blockcache(cfg):
     quick = cfg['quick']
     c = dict(cfg, model='toy', attention='block', block_size=32, sample_batch=1, block_length=32, steps=0,
              prompt_len=64 if quick else 256, gen_length=128 if quick else 512, ckpt='', hf='')
-    model, tok = random_model(c, 'block', num_hidden_layers=4, hidden_size=256)
+    model, tok = random_model(c, 'block', num_hidden_layers=4, hidden_size=256, intermediate_size=768, head_dim=64)
     prompt = code_prompt(c, tok)
     none, out_none = time_generate(model, prompt, c, cache='none')
     prefix, out_prefix = time_generate(model, prompt, c, cache='prefix')

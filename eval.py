@@ -478,10 +478,11 @@ def eval_infill(cfg, model, tok, train_cfg):
         n_suf = 0 if causal else min(len(suf), budget // 2)
         n_pre = min(len(pre), budget - n_suf)
         n_suf = 0 if causal else min(len(suf), budget - n_pre)
-        # one block over the hole (block models: their own block size), one token per step unless
-        # --threshold / --factor make the steps dynamic
-        kw = dict(sampler_kwargs(cfg, model), gen_length=gen, steps=None,
-                  block_length=None if model.config.attention == 'block' else gen)
+        # semi-AR blocks of --block_length over the hole (block models: their own block size), one token
+        # per step unless --threshold / --factor make the steps dynamic
+        kw = sampler_kwargs(cfg, model)
+        kw.update(gen_length=gen, steps=None,
+                  block_length=None if model.config.attention == 'block' else min(kw['block_length'] or gen, gen))
         if not causal:
             kw['suffix'] = [suf[:n_suf]]
         out, _ = generate(model, [pre[len(pre) - n_pre:]], **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=g)

@@ -397,7 +397,9 @@ def train(cfg):
             # model from filling everything with its most confident token (spaces)
             out, _ = generate(raw_model, [prompt], gen_length=64, block_length=8, steps=64, temperature=0.8, top_k=10,
                               eos_id=meta['eos_id'], pad_id=meta['pad_id'], generator=rng(cfg.seed, 'sample', iter_num))
-        return tokenizer.decode(prompt) + tokenizer.decode(out[0, len(prompt):].tolist())
+        gen = out[0, len(prompt):].tolist()
+        gen = gen[:gen.index(meta['eos_id'])] if meta['eos_id'] in gen else gen  # nothing after the end
+        return tokenizer.decode(prompt) + tokenizer.decode(gen)
 
     # --- the loop: iteration `it` runs micro-steps 0..grad_accum-1; this process takes m = rank, rank+world, ...
     mine = list(range(rank, cfg.grad_accum, world))
