@@ -169,16 +169,6 @@ def test_infill_tasks_restore_and_are_deterministic():
 # every task end to end on tiny random checkpoints
 
 @pytest.fixture(scope='module')
-def one_thread():
-    """Tiny models run fastest on one thread (and a busy 2-core machine makes 2 threads crawl)."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory, one_thread):
     """A tiny pre-training dataset (data/common.write_corpus) and, per attention mode, a random tiny
     model saved as train.py saves ckpt.pt; plus one HF directory (save_pretrained)."""
