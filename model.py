@@ -25,6 +25,18 @@ class UserError(Exception):
     """A problem the user can fix (bad path, bad config...): CLIs print it as one line."""
 
 
+def load_checkpoint(path, mmap=False):
+    """A train.py ckpt.pt on the CPU, tensors and plain values only (weights_only=True)."""
+    try:
+        ck = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+    except Exception as e:  # empty, truncated or foreign files raise many kinds of errors
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:80]}); "
+                        f"point to a complete ckpt.pt written by train.py") from None
+    if not isinstance(ck, dict) or 'model' not in ck or 'model_config' not in ck:
+        raise UserError(f"{path} is not a nanoCoDA checkpoint (no 'model' / 'model_config'); pass train.py's ckpt.pt")
+    return ck
+
+
 # -----------------------------------------------------------------------------
 # config: field names are HF Qwen3's config.json keys, plus our four diffusion fields
 

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from model import ModelConfig, Transformer, UserError
+from model import ModelConfig, Transformer, UserError, load_checkpoint
 from sampling import ALGS, CACHES, generate
 from tokenizer import load_tokenizer
 
@@ -32,9 +32,7 @@ def load_model(path, device='cpu', dtype=None):
             raise UserError("unknown dtype; use float32, bfloat16 or float16")
     ckpt = path if os.path.isfile(path) else os.path.join(path, 'ckpt.pt')
     if os.path.isfile(ckpt):
-        ck = torch.load(ckpt, map_location='cpu', weights_only=True)
-        if not isinstance(ck, dict) or 'model' not in ck or 'model_config' not in ck:
-            raise UserError(f"{ckpt} is not a nanoCoDA checkpoint (no 'model' / 'model_config'); pass train.py's ckpt.pt")
+        ck = load_checkpoint(ckpt)
         model = Transformer(ModelConfig(**ck['model_config']))
         sd = {k.removeprefix('_orig_mod.'): v for k, v in ck['model'].items()}  # torch.compile'd runs
         model.load_state_dict(sd)

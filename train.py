@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import ModelConfig, Transformer, UserError, make_config
+from model import ModelConfig, Transformer, UserError, load_checkpoint, make_config
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte
 from data.common import load_meta, load_tokens, load_sft
 
@@ -123,8 +123,7 @@ def get_config(argv):
             overrides[k] = parse_value(k, v, src)
     base = {}
     if overrides.get('init_from') == 'resume':  # continue with the run's own settings unless overridden
-        ckpt = torch.load(checkpoint_path(overrides.get('out_dir', TrainConfig.out_dir)), map_location='cpu',
-                          weights_only=True, mmap=True)
+        ckpt = load_checkpoint(checkpoint_path(overrides.get('out_dir', TrainConfig.out_dir)), mmap=True)
         base = {k: v for k, v in ckpt['train_config'].items() if k in names}
     cfg = TrainConfig(**{**base, **overrides})
     for key, ok in (('objective', OBJECTIVES), ('device', ('auto', 'cpu', 'cuda', 'mps', 'xla')),
@@ -208,10 +207,10 @@ def load_source(cfg):
     """What init_from names -> (kind, checkpoint dict or None); kind: scratch | resume | ckpt | hf."""
     src = cfg.init_from
     if src in ('scratch', 'resume'):
-        return src, (torch.load(checkpoint_path(cfg.out_dir), map_location='cpu', weights_only=True) if src == 'resume' else None)
+        return src, (load_checkpoint(checkpoint_path(cfg.out_dir)) if src == 'resume' else None)
     path = src if os.path.isfile(src) else os.path.join(src, 'ckpt.pt')
     if os.path.isfile(path):  # the weights of another train.py run (a new stage: fresh optimizer and schedule)
-        return 'ckpt', torch.load(path, map_location='cpu', weights_only=True)
+        return 'ckpt', load_checkpoint(path)
     if os.path.isdir(src):
         return 'hf', None
     raise UserError(f"init_from={src!r} is not scratch, resume, a checkpoint or a directory; "
@@ -313,7 +312,7 @@ def train(cfg):
     model = build_model(cfg, meta, kind, ckpt)
     ckpt_file = os.path.join(cfg.out_dir, 'ckpt.pt')
     if kind != 'resume' and os.path.isfile(ckpt_file):
-        old = torch.load(ckpt_file, map_location='cpu', weights_only=True, mmap=True)['model_config']
+        old = load_checkpoint(ckpt_file, mmap=True)['model_config']
         if any(old.get(k) != getattr(model.config, k) for k in SHAPE_KEYS):
             raise UserError(f"{cfg.out_dir} holds a checkpoint of another model shape; pick another out_dir "
                             f"or pass init_from=resume to continue it")

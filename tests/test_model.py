@@ -235,3 +235,13 @@ def test_presets():
         make_config('2B')
     with pytest.raises(UserError, match='unknown model config key'):
         make_config('tiny', hiden_size=3)
+
+
+def test_empty_or_foreign_checkpoint_is_one_clear_error(tmp_path):
+    from model import load_checkpoint
+    (tmp_path / 'empty.pt').write_bytes(b'')
+    with pytest.raises(UserError, match='not a readable checkpoint'):
+        load_checkpoint(str(tmp_path / 'empty.pt'))
+    torch.save({'weights': torch.zeros(2)}, tmp_path / 'other.pt')
+    with pytest.raises(UserError, match='not a nanoCoDA checkpoint'):
+        load_checkpoint(str(tmp_path / 'other.pt'))
