@@ -30,7 +30,6 @@ import functools
 import json
 import math
 import os
-import random
 import resource
 import shutil
 import signal
@@ -57,6 +56,7 @@ DEFAULTS = dict(
     # code tasks
     format='completion',    # completion: the model continues the prompt | instruct: chat template + CoDA's prefix
     canonical=False,        # score the dataset's own solutions instead of a model (checks the executor)
+    empty_fill=False,       # infill tasks: fill every hole with nothing (the deletion baseline; no model)
     data_path='',           # mbpp: path to the MBPP .jsonl (humanevalplus / mbppplus: the evalplus .jsonl)
     n_samples=1, k='1',     # n samples per problem; pass@k for each k in the comma-separated list
     batch_size=8,           # prompts per generate() call (elbo: sequences per batch)
@@ -438,57 +438,6 @@ def eval_code(cfg, model=None, tok=None):
     return summary, per
 
 # -----------------------------------------------------------------------------
-# infilling: a pure task builder and its scorer (eval_infill.py fills the holes)
-
-def build_infill_tasks(files, n, span_lines=1, seed=0):
-    """files: [(name, source)]. Returns up to n tasks dict(name, line, prefix, answer, suffix) with
-    prefix + answer + suffix == source, answer = span_lines whole lines inside one function body
-    (after its docstring; blank and comment-only lines never hidden). Deterministic: n functions drawn
-    with random.Random(seed) from all functions in (name, line) order, then one span in each."""
-    funcs = []  # (name, lines, eligible start indices)
-    for name, src in sorted(files):
-        try:
-            tree = ast.parse(src)
-        except (SyntaxError, ValueError):
-            continue
-        lines = [l + '\n' for l in src.split('\n')]  # not splitlines(): ast counts only \n as a line end (not \f)
-        lines[-1] = lines[-1][:-1]
-        good = [l.strip() != '' and not l.strip().startswith('#') and len(l) <= 120 for l in lines]
-        for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
-            if not body:
-                continue
-            lo, hi = body[0].lineno - 1, node.end_lineno  # 0-based [lo, hi) lines of the body
-            starts = [s for s in range(lo, hi - span_lines + 1) if all(good[s:s + span_lines])]
-            if starts:
-                funcs.append((node.lineno, name, lines, starts))
-    funcs.sort(key=lambda f: (f[1], f[0]))
-    rng = random.Random(seed)
-    tasks = []
-    for lineno, name, lines, starts in rng.sample(funcs, min(n, len(funcs))):
-        s = rng.choice(starts)
-        tasks.append(dict(name=name, line=s + 1, prefix=''.join(lines[:s]), answer=''.join(lines[s:s + span_lines]),
-                          suffix=''.join(lines[s + span_lines:])))
-    return sorted(tasks, key=lambda t: (t['name'], t['line']))
-
-
-def score_infill(task, fill, span_lines):
-    """(exact, parses): the first span_lines lines of fill against the answer, compared line by line with
-    surrounding whitespace stripped; and whether the file with the fill put back is valid Python."""
-    got = fill.split('\n')[:span_lines]
-    want = task['answer'].split('\n')[:span_lines]
-    exact = [l.strip() for l in got] == [l.strip() for l in want]
-    try:
-        ast.parse(task['prefix'] + '\n'.join(got) + '\n' + task['suffix'])
-        parses = True
-    except (SyntaxError, ValueError):
-        parses = False
-    return exact, parses
-
-
-# -----------------------------------------------------------------------------
 # validation ELBO
 
 def eval_elbo(cfg, model, tok, train_cfg):
@@ -562,7 +511,10 @@ def main(argv):
         torch.set_num_threads(cfg['threads'])
     code_task = cfg['task'] in ('humaneval', 'mbpp', 'humanevalplus', 'mbppplus')
     train_cfg = {}
-    if not (cfg['canonical'] and (code_task or cfg['task'] == 'humaneval_infill')):
+    if cfg['empty_fill'] and cfg['task'] not in ('infill', 'humaneval_infill'):
+        raise UserError(f"--empty_fill is a baseline of the infill tasks, not of --task={cfg['task']}; "
+                        f"use --task=humaneval_infill or --task=infill")
+    if not ((cfg['canonical'] or cfg['empty_fill']) and (code_task or cfg['task'] == 'humaneval_infill')):
         model, tok, train_cfg = load(cfg)
     if coda and code_task:
         summary, per = eval_coda.evaluate(cfg, model, tok, model and sampler_kwargs(cfg, model), run_programs,

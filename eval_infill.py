@@ -2,12 +2,13 @@
 Infilling, measured against honest baselines. eval.py dispatches two tasks here:
 
   infill            hide a line (or --span_lines lines) inside a function of a held-out file of the
-                    checkpoint's dataset (eval.build_infill_tasks) and fill it
+                    checkpoint's dataset (build_infill_tasks) and fill it
   humaneval_infill  HumanEval single-line infilling as in InCoder / the FIM paper: every non-blank line
                     of every canonical solution hidden in turn (1,033 tasks); pass@1 runs the tests;
                     --multi_line: every span of lines instead (5,815 tasks, the FIM paper's multi-line)
 
   python eval.py --task=humaneval_infill --canonical            # the true line in every hole: 1033/1033
+  python eval.py --task=humaneval_infill --empty_fill           # nothing in every hole: the deletion baseline
   python eval.py --task=humaneval_infill --ckpt=out-toy --limit=100
   python eval.py --task=infill --ckpt=out-toy-ar-fim --n_infill=200          # AR + FIM, PSM prompts
   python eval.py --task=infill --ckpt=out-toy --hole_length=24               # no oracle length
@@ -32,8 +33,10 @@ Metrics, one per task and micro-averaged:
                    NLL given the prefix. Lower is better; uniform logits give log2 V bits per token
   pass@1           humaneval_infill: the program with the fill put back passes the problem's tests
 """
+import ast
 import difflib
 import math
+import random
 import warnings
 
 from tqdm import tqdm
@@ -45,6 +48,54 @@ MODES = ('diffusion', 'fim', 'prefix')
 
 # -----------------------------------------------------------------------------
 # tasks
+
+def build_infill_tasks(files, n, span_lines=1, seed=0):
+    """files: [(name, source)]. Returns up to n tasks dict(name, line, prefix, answer, suffix) with
+    prefix + answer + suffix == source, answer = span_lines whole lines inside one function body
+    (after its docstring; blank and comment-only lines never hidden). Deterministic: n functions drawn
+    with random.Random(seed) from all functions in (name, line) order, then one span in each."""
+    funcs = []  # (name, lines, eligible start indices)
+    for name, src in sorted(files):
+        try:
+            tree = ast.parse(src)
+        except (SyntaxError, ValueError):
+            continue
+        lines = [l + '\n' for l in src.split('\n')]  # not splitlines(): ast counts only \n as a line end (not \f)
+        lines[-1] = lines[-1][:-1]
+        good = [l.strip() != '' and not l.strip().startswith('#') and len(l) <= 120 for l in lines]
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            if not body:
+                continue
+            lo, hi = body[0].lineno - 1, node.end_lineno  # 0-based [lo, hi) lines of the body
+            starts = [s for s in range(lo, hi - span_lines + 1) if all(good[s:s + span_lines])]
+            if starts:
+                funcs.append((node.lineno, name, lines, starts))
+    funcs.sort(key=lambda f: (f[1], f[0]))
+    rng = random.Random(seed)
+    tasks = []
+    for lineno, name, lines, starts in rng.sample(funcs, min(n, len(funcs))):
+        s = rng.choice(starts)
+        tasks.append(dict(name=name, line=s + 1, prefix=''.join(lines[:s]), answer=''.join(lines[s:s + span_lines]),
+                          suffix=''.join(lines[s + span_lines:])))
+    return sorted(tasks, key=lambda t: (t['name'], t['line']))
+
+
+def score_infill(task, fill, span_lines):
+    """(exact, parses): the first span_lines lines of fill against the answer, compared line by line with
+    surrounding whitespace stripped; and whether the file with the fill put back is valid Python."""
+    got = fill.split('\n')[:span_lines]
+    want = task['answer'].split('\n')[:span_lines]
+    exact = [l.strip() for l in got] == [l.strip() for l in want]
+    try:
+        ast.parse(task['prefix'] + '\n'.join(got) + '\n' + task['suffix'])
+        parses = True
+    except (SyntaxError, ValueError):
+        parses = False
+    return exact, parses
+
 
 def humaneval_infill_tasks(problems=None, multi_line=False):
     """HumanEval infilling as in InCoder / the FIM paper. Single-line: each non-blank line of each canonical
@@ -115,19 +166,20 @@ def span_nats(model, tok, pre, ans, suf, mode, n_samples=8, generator=None):
     """-log p(hidden span | what the mode sees), in nats (an upper bound for diffusion)."""
     import torch
     from diffusion import elbo, token_ce
-    if mode == 'diffusion':
-        ids = pre + ans + suf
-        if model.config.attention == 'block':  # the bound works on whole blocks: drop prefix tokens to fit
-            cut = len(ids) % model.config.block_size
-            pre, ids = pre[cut:], ids[cut:]
-        x0 = torch.tensor([ids])
-        maskable = torch.zeros_like(x0, dtype=torch.bool)
-        maskable[0, len(pre):len(pre) + len(ans)] = True
-        return float(elbo(model, x0, n_samples=n_samples, generator=generator, maskable=maskable)[0]) * len(ans)
-    head = psm_prompt(tok, pre, suf) if mode == 'fim' else pre
-    x = torch.tensor([head + ans])
-    ce = token_ce(model(x)[:, :-1], x[:, 1:])[0]
-    return float(ce[len(head) - 1:].sum())  # the answer's tokens, each given everything before it
+    with torch.no_grad():
+        if mode == 'diffusion':
+            ids = pre + ans + suf
+            if model.config.attention == 'block':  # the bound works on whole blocks: drop prefix tokens to fit
+                cut = len(ids) % model.config.block_size
+                pre, ids = pre[cut:], ids[cut:]
+            x0 = torch.tensor([ids])
+            maskable = torch.zeros_like(x0, dtype=torch.bool)
+            maskable[0, len(pre):len(pre) + len(ans)] = True
+            return float(elbo(model, x0, n_samples=n_samples, generator=generator, maskable=maskable)[0]) * len(ans)
+        head = psm_prompt(tok, pre, suf) if mode == 'fim' else pre
+        x = torch.tensor([head + ans])
+        ce = token_ce(model(x)[:, :-1], x[:, 1:])[0]
+        return float(ce[len(head) - 1:].sum())  # the answer's tokens, each given everything before it
 
 
 # -----------------------------------------------------------------------------
@@ -159,7 +211,7 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator):
 def eval_infill(cfg, model, tok, train_cfg):
     """--task=infill or --task=humaneval_infill -> (summary, per-task records)."""
     import torch
-    from eval import build_infill_tasks, dataset_dir, score_infill, val_source_files, run_programs
+    from eval import dataset_dir, val_source_files, run_programs
     he = cfg['task'] == 'humaneval_infill'
     n_lines = 1 if he else cfg['span_lines']  # humaneval_infill: each task's own line count
     if he:
@@ -169,17 +221,17 @@ def eval_infill(cfg, model, tok, train_cfg):
                                    n_lines, seed=0)
     if not tasks:
         raise UserError("no infill task to run; check --data_path (the val split needs functions)")
-    canonical = cfg['canonical']
-    mode = 'canonical' if canonical else infill_mode(model, train_cfg, cfg['infill_mode'])
+    baseline = 'canonical' if cfg['canonical'] else 'empty' if cfg['empty_fill'] else None  # no model: fixed fills
+    mode = baseline or infill_mode(model, train_cfg, cfg['infill_mode'])
     if mode == 'fim' and max(tok.fim_ids) >= model.config.vocab_size:
         raise UserError("the model's vocab has no FIM sentinels; use --infill_mode=prefix")
     ctx = cfg['ctx_len'] or train_cfg.get('seq_len') or 512
     g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
     per, nats, n_bytes, nfe, gen_tok, secs = [], 0.0, 0, 0, 0, 0.0
-    for t in tqdm(tasks, desc=f'{cfg["task"]} ({mode})', disable=canonical):
+    for t in tqdm(tasks, desc=f'{cfg["task"]} ({mode})', disable=bool(baseline)):
         rec = dict(name=t['name'], line=t['line'], answer=t['answer'])
-        if canonical:
-            rec['fill'] = t['answer']
+        if baseline:  # the true line (checks the executor: 100%), or nothing (how many holes pass by deletion)
+            rec['fill'] = t['answer'] if baseline == 'canonical' else ''
         else:
             pre, ans, suf = tok.encode(t['prefix']), tok.encode(t['answer']), tok.encode(t['suffix'])
             gen = len(ans) if mode == 'diffusion' and not cfg['hole_length'] else cfg['hole_length'] or len(ans) + 16

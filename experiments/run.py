@@ -6,13 +6,14 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
 
   python experiments/run.py infill    # (a) diffusion vs AR+FIM vs AR prefix-only: infill metrics, pass@1
   python experiments/run.py samplers  # (a') the diffusion model's infilling under four decoders
-  python experiments/run.py fimprobe  # (a'') does the AR + FIM model use the suffix? PSM vs left-to-right NLL
+  python experiments/run.py fimprobe  # (a'') do the models use the suffix? the middle's bits with it and without
   python experiments/run.py blocks    # (b) val bits/byte: AR, block 4/16/64, full bidirectional
   python experiments/run.py frontier  # (c) tokens per forward vs infill quality (steps, threshold, factor)
   python experiments/run.py masking   # (d) CoDA progressive masking none / pretrain / strong
   python experiments/run.py curves    # (e) val loss vs training tokens, diffusion vs AR
   python experiments/run.py all --runs=/path/to/runs,. --n_infill=100 --n_he=100
   python experiments/run.py blocks --logs_only   # refresh the log-based part while runs still train
+  python experiments/run.py infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
 
 Every evaluation runs in this process on one thread (--threads), through eval.main, with the task
 counts given on the command line (they are in each JSON).
@@ -33,6 +34,7 @@ from model import UserError  # noqa: E402
 # [x_t ; x_0] layout doubles the tokens per forward, so batch 16 costs the FLOPs of batch 32 elsewhere
 RUNS = {
     'mdm': ('out-toy', []),
+    'mdm_long': ('out-toy-long', ['config/toy_long.py']),  # 12,000 iterations: about one CPU hour
     'ar': ('out-toy-ar', ['config/toy_ar.py']),
     'ar_fim': ('out-toy-ar-fim', ['config/toy_ar_fim.py']),
     'block4': ('out-toy-block4', ['config/toy_block.py', '--block_size=4', '--batch_size=16', '--out_dir=out-toy-block4']),
@@ -42,7 +44,7 @@ RUNS = {
     'strong': ('out-toy-strong', ['--masking=custom', '--s1_prob=0.2', '--s3_prob=0.25', '--out_dir=out-toy-strong']),
 }
 DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=100, n_frontier=50, eval_batches=10,
-                hole_length=32, sampler='', logs_only=False, out_dir=os.path.join(REPO, 'experiments', 'results'))
+                hole_length=32, sampler='', logs_only=False, only='', out_dir=os.path.join(REPO, 'experiments', 'results'))
 
 
 def find_run(cfg, name):
@@ -90,7 +92,7 @@ def evaluate(cfg, *args):
     return E.main([f'--threads={cfg["threads"]}', *args])
 
 
-def save(cfg, name, result, plot=None):
+def save(cfg, name, result, plot=None, panels=1):
     if not result.get('rows', True):  # never replace measured results with an empty table
         raise UserError(f"{name}: no finished run found under --runs={cfg['runs']}; nothing written "
                         f"(train the runs named above, or pass --train)")
@@ -107,7 +109,7 @@ def save(cfg, name, result, plot=None):
         import matplotlib.pyplot as plt
     except ImportError:  # optional, as train.py's loss plot
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(1, panels, figsize=(6 * panels, 4))
     plot(ax)
     fig.tight_layout()
     fig.savefig(os.path.join(cfg['out_dir'], f'{name}.png'), dpi=100)
@@ -134,18 +136,23 @@ METRICS = ('tasks', 'mode', 'hole_length', 'exact_match', 'edit_similarity', 'pa
 
 
 def table_infill(cfg):
-    rows = []
-    for name, modes in (('mdm', ['']), ('ar_fim', ['', 'prefix']), ('ar', [''])):
+    runs = dict(mdm=[''], mdm_long=[''], ar_fim=['', 'prefix'], ar=[''])
+    names, rows = only_runs(cfg, 'infill', runs)
+    for name in names:
         path = find_run(cfg, name)
+        if path is None and cfg['only']:  # never drop a run's old rows for nothing
+            raise UserError(f"--only={name}: no finished run under --runs={cfg['runs']}; nothing written")
         if path is None:
             continue
+        modes = runs[name]
         for mode in modes:
             for task, n in (('infill', cfg['n_infill']), ('humaneval_infill', cfg['n_he'])):
-                holes = [0, cfg['hole_length']] if name == 'mdm' else [0]  # oracle hole length, then a fixed one
+                holes = [0, cfg['hole_length']] if name.startswith('mdm') else [0]  # oracle hole length, then a fixed one
                 for hole in holes:
                     s = evaluate(cfg, f'--task={task}', f'--ckpt={path}', f'--limit={n}', f'--infill_mode={mode}',
                                  f'--hole_length={hole}')
                     rows.append(dict(run=name, iters=train_info(path)['iters'], task=task, **pick(s, *METRICS)))
+    rows.sort(key=lambda r: list(runs).index(r['run']))  # stable: --only's rows take their run's place
     markdown(rows, ['run', 'mode', 'task', 'hole_length', 'tasks', 'exact_match', 'edit_similarity', 'cond_bpb',
                     'pass@1', 'parse_rate'])
     plot = lambda ax: bars(ax, rows, 'edit_similarity', 'edit similarity (infill)')
@@ -168,37 +175,96 @@ def table_samplers(cfg):
     save(cfg, 'samplers', dict(rows=rows, n_infill=cfg['n_infill']))
 
 
-def table_fimprobe(cfg, n_windows=64, L=120):
-    """Has the AR + FIM model learned to use the suffix? Bits/byte of the same middle tokens of val windows
-    (L tokens, cut at fixed positions i < j) in PSM order, which adds the suffix, and left to right."""
-    import numpy as np
+def val_data(path):
+    """(model, tokenizer, meta, val tokens) of a run."""
     import torch
     from data.common import load_meta, load_tokens
-    from diffusion import fim_document, token_ce
     from sample import load_model
     import eval as E
-    path = find_run(cfg, 'ar_fim')
-    if path is None:
-        return
     model, tok = load_model(path, 'cpu', torch.float32)
     data_dir = E.dataset_dir(dict(data_path=''), model.train_config)
     meta = load_meta(data_dir)
-    data = load_tokens(data_dir, 'val', meta)
+    return model, tok, meta, load_tokens(data_dir, 'val', meta)
+
+
+def val_windows(path, n_windows, L):
+    """(model, tokenizer, windows): a run's model and n_windows evenly spaced val windows of L tokens that
+    hold no EOS (one document each)."""
+    import numpy as np
+    model, tok, meta, data = val_data(path)
     docs = [d for s in np.linspace(0, len(data) - L, n_windows).astype(np.int64)
             if meta['eos_id'] not in (d := data[s:s + L].astype(np.int64).tolist())]
+    return model, tok, docs
+
+
+CUTS = ((40, 80), (50, 70), (58, 62))  # the middle [i, j) of each window: 40, 20 and 4 tokens
+
+
+def left_to_right_nats(model, x, x0, i, j):
+    """Exact NLL (nats, summed over windows) of x0[:, i:j] under a diffusion model unmasking the span one token
+    at a time from the left: sum_k -log p(x0_k | x outside the span, x0[i:k], masks at [k, j)). A proper
+    likelihood (one fixed order of the model's factorisations), so it compares with AR's NLL; the ELBO
+    averages over all orders and bounds it from above."""
+    import torch.nn.functional as F
+    from diffusion import mask_id_of, predict
+    total = 0.0
+    for k in range(i, j):
+        xt = x.clone()
+        xt[:, k:j] = mask_id_of(model)
+        total += float(F.cross_entropy(predict(model, xt)[:, k], x0[:, k], reduction='sum'))
+    return total
+
+
+def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
+    """Does a model use the suffix? Bits/byte of the same middle tokens of val windows (L tokens, cut at
+    fixed positions i < j), with the suffix and without it. AR + FIM: PSM order (the suffix first) against
+    left to right (exact NLLs). Diffusion: the span's ELBO with the suffix visible against the suffix
+    masked (the model knows only that L - j tokens follow), from the same masks (one seed), and the exact
+    NLL of its left-to-right order (left_to_right_nats)."""
+    import torch
+    from diffusion import elbo, fim_document, mask_id_of, token_ce
     rows = []
-    with torch.no_grad():
-        for i, j in ((40, 80), (50, 70), (58, 62)):
-            fim = plain = 0.0
-            for doc in docs:
-                x = torch.tensor([fim_document(doc, i, j, tok.fim_ids)])
-                fim += float(token_ce(model(x)[:, :-1], x[:, 1:])[0, -(j - i):].sum())
-                y = torch.tensor([doc])
-                plain += float(token_ce(model(y)[:, :-1], y[:, 1:])[0, i - 1:j - 1].sum())
-            n = len(docs) * (j - i) * math.log(2)
-            rows.append(dict(cut=[i, j], windows=len(docs), psm_bpb=fim / n, left_to_right_bpb=plain / n))
-    markdown(rows, ['cut', 'windows', 'psm_bpb', 'left_to_right_bpb'])
-    save(cfg, 'fimprobe', dict(rows=rows, window=L))
+    for name in ('ar_fim', 'mdm', 'mdm_long'):
+        path = find_run(cfg, name)
+        if path is None:
+            continue
+        model, tok, docs = val_windows(path, n_windows, L)
+        with torch.no_grad():
+            for i, j in CUTS:
+                n = len(docs) * (j - i) * math.log(2)
+                if name == 'ar_fim':
+                    fim = plain = 0.0
+                    for doc in docs:
+                        x = torch.tensor([fim_document(doc, i, j, tok.fim_ids)])
+                        fim += float(token_ce(model(x)[:, :-1], x[:, 1:])[0, -(j - i):].sum())
+                        y = torch.tensor([doc])
+                        plain += float(token_ce(model(y)[:, :-1], y[:, 1:])[0, i - 1:j - 1].sum())
+                    rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=fim / n,
+                                     without_suffix_bpb=plain / n, how='PSM vs left to right, exact NLL'))
+                    continue
+                x0 = torch.tensor(docs)
+                maskable = torch.zeros_like(x0, dtype=torch.bool)
+                maskable[:, i:j] = True
+                hidden = x0.clone()
+                hidden[:, j:] = mask_id_of(model)  # the suffix as masks: its length known, its text not
+                both, pre = (float(elbo(model, x, n_samples=samples, maskable=maskable,
+                                        generator=torch.Generator().manual_seed(0)).sum()) * (j - i) / n
+                             for x in (x0, hidden))
+                l2r_both, l2r_pre = (left_to_right_nats(model, x, x0, i, j) / n for x in (x0, hidden))
+                rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=both, without_suffix_bpb=pre,
+                                 l2r_with_suffix_bpb=l2r_both, l2r_without_suffix_bpb=l2r_pre,
+                                 how='ELBO (and left-to-right NLL), suffix visible vs masked'))
+    markdown(rows, ['run', 'cut', 'windows', 'with_suffix_bpb', 'without_suffix_bpb', 'l2r_with_suffix_bpb',
+                    'l2r_without_suffix_bpb'])
+
+    def plot(ax):  # per run and middle length: the middle's bits/byte with the suffix and without it
+        labels = [f"{r['run']}\n{r['cut'][1] - r['cut'][0]} tok" for r in rows]
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [r['without_suffix_bpb'] for r in rows], 0.4, label='without the suffix')
+        ax.bar([i + 0.2 for i in x], [r['with_suffix_bpb'] for r in rows], 0.4, label='with the suffix')
+        ax.set_xticks(list(x), labels, fontsize=7), ax.legend(fontsize=7)
+        ax.set_ylabel('bits/byte of the middle (lower is better)')
+    save(cfg, 'fimprobe', dict(rows=rows, window=L, elbo_samples=samples), plot)
 
 
 def bars(ax, rows, key, ylabel):
@@ -224,6 +290,16 @@ def train_info(path):
     return dict(iters=ck['iter_num'], objective=tc['objective'], block_size=tc.get('block_size'), train_tokens=tokens,
                 forward_tokens=fwd,
                 log_val_bpb=val[-1]['val_bpb'] if val else None)
+
+
+def only_runs(cfg, table, names):
+    """--only=a,b: (the runs to evaluate, the table's previous rows of the other runs); else (names, [])."""
+    if not cfg['only']:
+        return list(names), []
+    only = cfg['only'].split(',')
+    if unknown := set(only) - set(names):
+        raise UserError(f"--only: unknown run {', '.join(sorted(unknown))}; the {table} table has {', '.join(names)}")
+    return [n for n in names if n in only], [r for r in previous_rows(cfg, table) if r['run'] not in only]
 
 
 def previous_rows(cfg, name):
@@ -268,34 +344,84 @@ SETTINGS = [('steps=gen', ['--steps_div=1']), ('steps=gen/2', ['--steps_div=2'])
     [(f'factor={f}', [f'--factor={f}']) for f in (0.5, 1.0, 2.0)]
 
 
-def table_frontier(cfg):
-    rows = []
-    for name in ('mdm', 'block4', 'block16'):
+def judge_bits(judge, prompts, cont):
+    """Val-set generation quality (MDLM's generative perplexity, with the AR toy run as the judge): the judge's
+    bits/byte of each continuation given its prompt, and the continuations' unigram entropy in bits. A
+    degenerate, repetitive sample scores low on both, so both are reported."""
+    import torch
+    from diffusion import token_ce
+    with torch.no_grad():
+        x = torch.cat([torch.tensor(prompts), cont], 1)
+        bpb = float(token_ce(judge(x)[:, :-1], x[:, 1:])[:, -cont.size(1):].mean()) / math.log(2)
+    p = torch.bincount(cont.flatten()).float()
+    p = p[p > 0] / p.sum()
+    return bpb, float(-(p * p.log2()).sum())
+
+
+def continue_val(model, prompts, args, gen):
+    """Continue each val prompt by gen tokens with one decoder setting (eval.py's flags) -> (tokens, info)."""
+    import torch
+    from data.common import parse_args
+    from sampling import generate
+    import eval as E
+    ecfg = parse_args(args, E.DEFAULTS)
+    kw = dict(E.sampler_kwargs(ecfg, model), gen_length=gen)
+    kw['steps'] = math.ceil(gen / ecfg['steps_div']) if ecfg['steps_div'] else kw['steps']
+    out, info = generate(model, torch.tensor(prompts), **kw, generator=torch.Generator().manual_seed(0))
+    return out[:, len(prompts[0]):], info
+
+
+def table_frontier(cfg, n_prompts=32, P=64, gen=64):
+    import torch
+    from sample import load_model
+    names, rows = only_runs(cfg, 'frontier' + ('_sampled' if cfg['sampler'] else ''), ('mdm', 'block4', 'block16'))
+    judge_path = find_run(cfg, 'ar')
+    judge = load_model(judge_path, 'cpu', torch.float32)[0] if judge_path else None
+    for name in names:
         path = find_run(cfg, name)
+        if path is None and cfg['only']:  # never drop a run's old rows for nothing
+            raise UserError(f"--only={name}: no finished run under --runs={cfg['runs']}; nothing written")
         if path is None:
             continue
+        model, _, docs = val_windows(path, n_prompts, P + gen)  # val prompts of P tokens, their true continuations
+        prompts, truth = [d[:P] for d in docs], [d[P:] for d in docs]
+        real = judge_bits(judge, prompts, torch.tensor(truth)) if judge else None
         for label, args in SETTINGS:
-            s = evaluate(cfg, '--task=infill', f'--ckpt={path}', f'--limit={cfg["n_frontier"]}', '--cond_samples=0', *args,
-                         *cfg['sampler'].split())  # e.g. --sampler='--temperature=0.8 --top_k=10'
+            args = [*args, *cfg['sampler'].split()]  # e.g. --sampler='--temperature=0.8 --top_k=10'
+            s = evaluate(cfg, '--task=infill', f'--ckpt={path}', f'--limit={cfg["n_frontier"]}', '--cond_samples=0', *args)
             rows.append(dict(run=name, setting=label, **pick(s, 'tasks', 'exact_match', 'edit_similarity', 'parse_rate',
                                                             'tokens_per_forward', 'tokens_per_s')))
+            if judge:
+                cont, info = continue_val(model, prompts, args, gen)
+                bpb, ent = judge_bits(judge, prompts, cont)
+                rows[-1].update(continuation_tokens_per_forward=gen / info['nfe'], continuation_judge_bpb=bpb,
+                                continuation_entropy=ent, val_text_judge_bpb=real[0], val_text_entropy=real[1])
+    rows.sort(key=lambda r: ('mdm', 'block4', 'block16').index(r['run']))
     best = {}
     for name in {r['run'] for r in rows}:
         mine = [r for r in rows if r['run'] == name]
         base = next(r for r in mine if r['setting'] == 'steps=gen')
         ok = [r for r in mine if 100 * (base['edit_similarity'] - r['edit_similarity']) <= 1.0]
         best[name] = max(ok, key=lambda r: r['tokens_per_forward'])
-    markdown(rows, ['run', 'setting', 'tokens_per_forward', 'tokens_per_s', 'exact_match', 'edit_similarity', 'parse_rate'])
+    markdown(rows, ['run', 'setting', 'tokens_per_forward', 'tokens_per_s', 'exact_match', 'edit_similarity', 'parse_rate',
+                    'continuation_tokens_per_forward', 'continuation_judge_bpb', 'continuation_entropy'])
     print('best within 1 point:', {k: (v['setting'], round(v['tokens_per_forward'], 2)) for k, v in best.items()})
 
-    def plot(ax):
+    def plot(axes):  # left: infill quality; right: continuation quality (the judge's bits/byte; real text dashed)
+        ax, ax2 = axes
         for name in sorted({r['run'] for r in rows}):
             mine = [r for r in rows if r['run'] == name]
             ax.plot([r['tokens_per_forward'] for r in mine], [100 * r['edit_similarity'] for r in mine], 'o', label=name)
+            if 'continuation_judge_bpb' in mine[0]:
+                ax2.plot([r['continuation_tokens_per_forward'] for r in mine], [r['continuation_judge_bpb'] for r in mine],
+                         'o', label=name)
+                ax2.axhline(mine[0]['val_text_judge_bpb'], ls='--', c='gray', label='real val text')
         ax.set_xlabel('tokens per forward'), ax.set_ylabel('infill edit similarity (%)'), ax.legend()
+        ax2.set_xlabel('tokens per forward'), ax2.set_ylabel("continuation: AR judge's bits/byte"), ax2.legend()
     tag = '_sampled' if cfg['sampler'] else ''  # frontier_sampled.json: the same sweep with --sampler's decoder
     save(cfg, 'frontier' + tag, dict(rows=rows, best_within_1_point=best, n_tasks=cfg['n_frontier'],
-                                     sampler=cfg['sampler'] or 'greedy, alg=entropy'), plot)
+                                     sampler=cfg['sampler'] or 'greedy, alg=entropy', prompt_tokens=P,
+                                     continuation_tokens=gen, prompts=n_prompts), plot, panels=2)
 
 # -----------------------------------------------------------------------------
 # (d) CoDA's progressive masking
@@ -306,14 +432,8 @@ def prefix_elbo(path, n_windows=64, batch=16, samples=4, seed=0):
     generation, which CoDA's S1 trains for)."""
     import numpy as np
     import torch
-    from data.common import load_meta, load_tokens
     from diffusion import elbo
-    from sample import load_model
-    import eval as E
-    model, tok = load_model(path, 'cpu', torch.float32)
-    data_dir = E.dataset_dir(dict(data_path=''), model.train_config)
-    meta = load_meta(data_dir)
-    data = load_tokens(data_dir, 'val', meta)
+    model, tok, meta, data = val_data(path)
     L = model.train_config['seq_len']
     starts = np.linspace(0, len(data) - L, n_windows).astype(np.int64)
     g = torch.Generator().manual_seed(seed)
@@ -361,41 +481,46 @@ def tokens_to_reach(curve, target):
 
 
 def table_curves(cfg):
+    """Val bits/byte against training compute, counted in forward tokens (equal FLOPs per forward token for
+    every run; a block run's [x_t ; x_0] layout reads each data token twice). For each diffusion run, how
+    many times AR's compute it spent to reach the loss it ends at."""
     curves = {}
-    for name in ('mdm', 'ar', 'ar_fim', 'block4'):
+    for name in ('mdm', 'mdm_long', 'ar', 'ar_fim', 'block4'):
         path = find_run(cfg, name)
         if path is None:
             continue
         info = train_info(path)
-        per_iter = info['train_tokens'] / max(1, info['iters'])
+        per_iter = info['forward_tokens'] / max(1, info['iters'])
         curves[name] = [(r['iter'] * per_iter, r['val_bpb']) for r in map(json.loads, open(os.path.join(path, 'log.jsonl')))
                         if 'val_bpb' in r]
-    out = dict(curves=curves)
-    if 'mdm' in curves and 'ar' in curves:
-        T, final = curves['mdm'][-1]
-        t_ar = tokens_to_reach(curves['ar'], final)
-        # diffusion spent T tokens to reach `final`; AR reached it after t_ar: diffusion needs T / t_ar times
-        # AR's compute for this loss (equal FLOPs per token), and more for AR's own final loss
-        out['mdm_final_bpb'], out['ar_final_bpb'] = final, curves['ar'][-1][1]
-        out['ar_tokens_to_mdm_final'] = t_ar
-        out['compute_multiple_at_mdm_final'] = T / t_ar if t_ar else None
-        # the val points start at iteration 250, where AR may already be past diffusion's final loss: then
-        # the multiple is a lower bound. AR's training loss (one epoch: an estimate of its val NLL), logged
-        # every 10 iterations and averaged over 5 records, resolves the early part of its curve
+    out = dict(curves=curves, vs_ar={})
+    if 'ar' in curves:
+        # AR's val points start at iteration 250, where it may already be below a diffusion run's final loss
+        # (the multiple is then a lower bound). AR's training loss (one epoch: an estimate of its val NLL),
+        # logged every 10 iterations and averaged over 5 records, resolves the early part of its curve
         path = find_run(cfg, 'ar')
         recs = [json.loads(l) for l in open(os.path.join(path, 'log.jsonl'))]
         per_iter = train_info(path)['train_tokens'] / max(1, train_info(path)['iters'])
         smooth = [(recs[i]['iter'] * per_iter, sum(r['loss'] for r in recs[i - 2:i + 3]) / 5 / math.log(2))
                   for i in range(2, len(recs) - 2)]
-        t_train = tokens_to_reach(smooth, final)
-        out['compute_multiple_is_lower_bound'] = bool(t_ar == curves['ar'][0][0])
-        out['ar_train_loss_tokens_to_mdm_final'] = t_train
-        out['compute_multiple_from_ar_train_loss'] = T / t_train if t_train else None
+        out['ar_final_bpb'] = curves['ar'][-1][1]
+        for name in ('mdm', 'mdm_long', 'block4'):
+            if name not in curves:
+                continue
+            # the run spent T to reach `final`; AR reached it after t: the run needs T / t times AR's compute
+            T, final = curves[name][-1]
+            t_val, t_train = tokens_to_reach(curves['ar'], final), tokens_to_reach(smooth, final)
+            out['vs_ar'][name] = dict(final_bpb=final, forward_tokens=T, ar_tokens_val=t_val, ar_tokens_train_loss=t_train,
+                                      multiple_val=T / t_val if t_val else None,
+                                      multiple_val_is_lower_bound=bool(t_val == curves['ar'][0][0]),
+                                      multiple_train_loss=T / t_train if t_train else None)
 
     def plot(ax):
         for name, c in curves.items():
-            ax.plot([t / 1e6 for t, _ in c], [v for _, v in c], 'o-', label=name)
-        ax.set_xlabel('training tokens (M)'), ax.set_ylabel('val bits/byte (AR: NLL, diffusion: ELBO)'), ax.legend()
+            ax.plot([t / 1e6 for t, _ in c], [v for _, v in c], 'o-', label=name, ms=3)
+        ax.set_xscale('log'), ax.legend()
+        ax.set_xlabel('training compute (forward tokens, M; log scale)')
+        ax.set_ylabel('val bits/byte (AR: NLL; diffusion: ELBO)')
     print({k: v for k, v in out.items() if k != 'curves'})
     save(cfg, 'curves', out, plot)
 

@@ -15,6 +15,7 @@ import resource
 import pytest
 
 import eval as E
+import eval_infill as I
 
 
 # -----------------------------------------------------------------------------
@@ -150,8 +151,8 @@ class K:
 def test_infill_tasks_restore_and_are_deterministic():
     files = [('m.py', SRC), ('bad.py', 'def (:\n'), ('n.py', SRC.replace('c * 2', 'c * 3'))]
     for span in (1, 2):
-        tasks = E.build_infill_tasks(files, 10, span_lines=span, seed=0)
-        assert tasks == E.build_infill_tasks(list(reversed(files)), 10, span_lines=span, seed=0)
+        tasks = I.build_infill_tasks(files, 10, span_lines=span, seed=0)
+        assert tasks == I.build_infill_tasks(list(reversed(files)), 10, span_lines=span, seed=0)
         assert len(tasks) == 4  # f and K.g in each parseable file
         for t in tasks:
             src = dict(files)[t['name']]
@@ -160,9 +161,9 @@ def test_infill_tasks_restore_and_are_deterministic():
             assert lines[0] == src.split('\n')[t['line'] - 1]  # line numbers as ast counts them (\f is no line end)
             assert len(lines) == span and all(l.strip() and not l.strip().startswith('#') for l in lines)
             assert not any(l.strip().startswith(('def ', 'class ', '"""', 'import')) for l in lines)  # inside a body
-            assert E.score_infill(t, t['answer'], span) == (True, True)
-            assert E.score_infill(t, '   ' + t['answer'].lstrip(), span)[0]  # whitespace does not count
-            assert not E.score_infill(t, 'return (\n' * span, span)[1]
+            assert I.score_infill(t, t['answer'], span) == (True, True)
+            assert I.score_infill(t, '   ' + t['answer'].lstrip(), span)[0]  # whitespace does not count
+            assert not I.score_infill(t, 'return (\n' * span, span)[1]
 
 
 # -----------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def test_infill_plumbing_with_an_oracle(tiny_run, att, monkeypatch):
     from tokenizer import load_tokenizer
     root, ckpts = tiny_run
     tok = load_tokenizer('bytes')
-    tasks = E.build_infill_tasks(E.val_source_files(str(root / 'data')), 3, span_lines=1, seed=0)
+    tasks = I.build_infill_tasks(E.val_source_files(str(root / 'data')), 3, span_lines=1, seed=0)
 
     def oracle(model, prompt, *, gen_length, suffix=None, **kw):
         pre = tok.decode(prompt[0])
@@ -282,7 +283,8 @@ BAD_OPTIONS = [('--limit=-1', 'limit=-1'), ('--n_samples=0', 'n_samples=0'), ('-
                ('--n_infill=0', 'n_infill=0'), ('--span_lines=0', 'span_lines=0'), ('--ctx_len=-1', 'ctx_len=-1'),
                ('--eval_batches=0', 'eval_batches=0'), ('--elbo_samples=0', 'elbo_samples=0'), ('--threads=-2', 'threads'),
                ('--dtype=float8', "dtype='float8' is not supported"), ('--device=cuda:5', 'not available'),
-               ('--out=/nonexistent-dir/x.json', 'no directory /nonexistent-dir'), ('--out=.', 'a directory; name a file')]
+               ('--out=/nonexistent-dir/x.json', 'no directory /nonexistent-dir'), ('--out=.', 'a directory; name a file'),
+               ('--empty_fill', 'a baseline of the infill tasks')]
 
 
 @pytest.mark.parametrize('arg,match', BAD_OPTIONS, ids=[a for a, _ in BAD_OPTIONS])

@@ -176,6 +176,11 @@ def test_humaneval_infill_canonical_passes_in_the_sandbox():
     assert 'passed' not in E.run_programs(bad, timeout=10)
     s, per = I.eval_infill(dict(E.DEFAULTS, task='humaneval_infill', canonical=True, limit=30), None, None, {})
     assert s['tasks'] == 30 and s['pass@1'] == 1.0 and s['exact_match'] == 1.0 and s['edit_similarity'] == 1.0
+    # the deletion baseline: nothing in the hole passes exactly where the program without the line passes
+    s, per = I.eval_infill(dict(E.DEFAULTS, task='humaneval_infill', empty_fill=True, limit=30), None, None, {})
+    gone = E.run_programs([t['prefix'] + '\n' + t['suffix'] + '\n' + t['tests'] for t in I.humaneval_infill_tasks()[:30]])
+    assert s['mode'] == 'empty' and s['exact_match'] == 0 and s['edit_similarity'] == 0
+    assert s['pass@1'] == gone.count('passed') / 30
 
 
 # -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import train
-from data.pycode.prepare import prepare
+from conftest import tiny_pycode
 from data.pycode_sft.prepare import prepare as prepare_sft
 from model import Transformer, UserError, make_config
 
@@ -54,11 +54,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('train')
-    src = root / 'src'
-    src.mkdir()
-    for i in range(12):
-        (src / f'mod{i}.py').write_text(module_source(i) * 3)
-    prepare(roots=[str(src)], stdlib=False, out_dir=str(root / 'pycode'), val_frac=0.25)
+    src = tiny_pycode(root, [module_source(i) * 3 for i in range(12)], name='mod')  # tests/conftest.py
     prepare_sft(roots=[str(src)], stdlib=False, out_dir=str(root / 'sft'), max_len=256, val_frac=0.25)
     return root
 

@@ -1,0 +1,155 @@
+"""
+experiments/run.py: python -m pytest tests/test_experiments.py -q
+The tables' arithmetic and probes on hand-made inputs, and the CLI on tiny runs trained here: it writes
+what it measured, keeps the rows it was not asked to redo, and never replaces a table with nothing.
+"""
+import json
+import math
+import os
+import sys
+
+import pytest
+import torch
+
+import train
+from conftest import tiny_pycode
+from diffusion import elbo
+from model import Transformer, UserError, make_config
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
+import run as X  # noqa: E402  experiments/run.py
+
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
+
+
+def test_tokens_to_reach_interpolates():
+    curve = [(0, 4.0), (10, 3.0), (20, 2.0)]
+    assert X.tokens_to_reach(curve, 2.5) == pytest.approx(15)
+    assert X.tokens_to_reach(curve, 3.0) == pytest.approx(10)
+    assert X.tokens_to_reach(curve, 1.0) is None  # never reached
+    assert X.tokens_to_reach([(5, 1.0), (9, 0.5)], 2.0) == 5  # already below at the first point
+
+
+def tiny(attention='bidirectional', vocab=40):
+    torch.manual_seed(0)
+    cfg = make_config('tiny', vocab_size=vocab, attention=attention, mask_token_id=vocab - 1)
+    return Transformer(cfg).eval()
+
+
+def test_left_to_right_nll_uniform_and_single_token():
+    model = tiny()
+    x0 = torch.randint(0, 30, (3, 16))
+    with torch.no_grad():
+        # one hidden token: the left-to-right NLL and the ELBO are the same single prediction
+        one = X.left_to_right_nats(model, x0, x0, 7, 8)
+        bound = float(elbo(model, x0, n_samples=2, maskable=(torch.arange(16) == 7).expand(3, 16)).sum())
+        assert one == pytest.approx(bound, rel=1e-5)
+        # uniform logits: log V per hidden token, whatever the order
+        torch.nn.init.zeros_(model.lm_head.weight)
+        assert X.left_to_right_nats(model, x0, x0, 4, 10) == pytest.approx(3 * 6 * math.log(40), rel=1e-5)
+
+
+def test_left_to_right_nll_is_the_sum_of_its_steps():
+    """Unmasking left to right: step k sees the tokens before k in the span and masks from k on."""
+    model = tiny()
+    x0 = torch.randint(0, 30, (2, 12))
+    mask = model.config.mask_token_id
+    with torch.no_grad():
+        want = 0.0
+        for k in range(3, 6):
+            xt = x0.clone()
+            xt[:, k:6] = mask
+            logp = torch.log_softmax(model(xt)[:, k], -1)
+            want -= float(logp.gather(1, x0[:, k:k + 1]).sum())
+        assert X.left_to_right_nats(model, x0, x0, 3, 6) == pytest.approx(want, rel=1e-5)
+
+
+def test_judge_bits_uniform_and_entropy():
+    judge = tiny('causal')
+    torch.nn.init.zeros_(judge.lm_head.weight)  # uniform: log2 V bits per token
+    prompts = [[1, 2, 3, 4]] * 3
+    cont = torch.tensor([[5, 5, 6, 6]] * 3)
+    bpb, ent = X.judge_bits(judge, prompts, cont)
+    assert bpb == pytest.approx(math.log2(40), rel=1e-5) and ent == pytest.approx(1.0)  # two tokens, equally often
+    assert X.judge_bits(judge, prompts, torch.full((3, 4), 7))[1] == 0
+
+
+def test_continue_val_follows_the_setting():
+    model = tiny()
+    prompts = [list(range(1, 9))] * 2
+    for args, forwards in (([], 16), (['--steps_div=4'], 4), (['--steps_div=2', '--temperature=0.8', '--top_k=5'], 8)):
+        cont, info = X.continue_val(model, prompts, args, 16)
+        assert cont.shape == (2, 16) and info['nfe'] == forwards
+        assert (cont != model.config.mask_token_id).all()
+
+
+# -----------------------------------------------------------------------------
+# the CLI on tiny runs (a few iterations each: the point is the plumbing, not the numbers); run.main
+# changes into the repository, monkeypatch.chdir puts the working directory back after each test
+
+SMALL = dict(model='tiny', seq_len=32, batch_size=4, max_iters=4, warmup_iters=1, eval_interval=2, eval_iters=1,
+             elbo_samples=1, log_interval=1, checkpoint_interval=0, sample_interval=0)
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp('exp')
+    tiny_pycode(root, [f'def f{i}(x):\n    """Add {i}."""\n    return x + {i}\n\n\n' * 20 for i in range(8)])
+    for out, extra in (('out-toy', {}), ('out-toy-ar-fim', dict(objective='ar', fim_rate=0.9)),
+                       ('out-toy-ar', dict(objective='ar'))):
+        kw = {**SMALL, **extra, 'dataset': str(root / 'pycode'), 'out_dir': str(root / 'runs' / out)}
+        train.main([f'--{k}={v}' for k, v in kw.items()])
+    return root
+
+
+def test_fimprobe_writes_both_kinds_of_rows(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    X.main(['fimprobe', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}'])
+    rows = json.load(open(tmp_path / 'fimprobe.json'))['rows']
+    assert {r['run'] for r in rows} == {'ar_fim', 'mdm'} and len(rows) == 2 * len(X.CUTS)
+    for r in rows:
+        assert 0 < r['with_suffix_bpb'] < 20 and 0 < r['without_suffix_bpb'] < 20
+    assert all(r['l2r_with_suffix_bpb'] > 0 for r in rows if r['run'] == 'mdm')
+
+
+def test_frontier_rows_and_continuation_columns(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    X.main(['frontier', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}', '--n_frontier=2'])
+    out = json.load(open(tmp_path / 'frontier.json'))
+    rows = out['rows']
+    assert [r['setting'] for r in rows] == [label for label, _ in X.SETTINGS] and out['best_within_1_point']['mdm']
+    by = {r['setting']: r for r in rows}
+    assert by['steps=gen']['continuation_tokens_per_forward'] == 1
+    assert by['steps=gen/4']['continuation_tokens_per_forward'] == 4
+    for r in rows:  # the real continuations are the same reference in every row
+        assert 0 < r['continuation_judge_bpb'] < 20 and 0 <= r['continuation_entropy'] <= 8
+        assert r['val_text_judge_bpb'] == rows[0]['val_text_judge_bpb']
+
+
+def test_infill_only_keeps_the_other_rows(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kept = dict(run='mdm', iters=7, task='infill', mode='diffusion', hole_length='oracle', tasks=1, edit_similarity=0.5)
+    (tmp_path / 'infill.json').write_text(json.dumps(dict(rows=[kept])))
+    X.main(['infill', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}', '--only=ar_fim', '--n_infill=2', '--n_he=2'])
+    rows = json.load(open(tmp_path / 'infill.json'))['rows']
+    assert rows[0] == kept  # the old mdm row first, untouched: --only redid ar_fim alone
+    fim = rows[1:]
+    assert [(r['run'], r['mode'], r['task']) for r in fim] == [
+        ('ar_fim', 'fim', 'infill'), ('ar_fim', 'fim', 'humaneval_infill'),
+        ('ar_fim', 'prefix', 'infill'), ('ar_fim', 'prefix', 'humaneval_infill')]
+    assert all(r['tasks'] == 2 and 0 <= r['edit_similarity'] <= 1 for r in fim)
+
+
+def test_bad_runs_write_nothing(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'infill.json').write_text('{"rows": [{"run": "mdm_long"}]}')
+    before = (tmp_path / 'infill.json').read_text()
+    with pytest.raises(UserError, match='unknown run nope'):
+        X.main(['infill', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}', '--only=nope'])
+    with pytest.raises(UserError, match='--only=mdm_long: no finished run'):
+        X.main(['infill', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}', '--only=mdm_long'])
+    with pytest.raises(UserError, match='no finished run found'):
+        X.main(['infill', f'--runs={tmp_path / "nowhere"}', f'--out_dir={tmp_path}'])
+    assert (tmp_path / 'infill.json').read_text() == before
+    with pytest.raises(UserError, match='name a table'):
+        X.main(['tables'])
