@@ -118,7 +118,7 @@ def save(cfg, name, result, plot=None, panels=1):
 
 def markdown(rows, cols):
     """Print rows as a markdown table (the README's tables are pasted from this)."""
-    fmt = lambda v: f'{v:.3f}' if isinstance(v, float) else str(v)
+    fmt = lambda v: f'{v:.3f}' if isinstance(v, float) else '' if v is None else str(v)
     print('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols))
     for r in rows:
         print('| ' + ' | '.join(fmt(r.get(c, '')) for c in cols) + ' |')
@@ -139,9 +139,7 @@ def table_infill(cfg):
     runs = dict(mdm=[''], mdm_long=[''], ar_fim=['', 'prefix'], ar=[''])
     names, rows = only_runs(cfg, 'infill', runs)
     for name in names:
-        path = find_run(cfg, name)
-        if path is None and cfg['only']:  # never drop a run's old rows for nothing
-            raise UserError(f"--only={name}: no finished run under --runs={cfg['runs']}; nothing written")
+        path = find_only(cfg, name)
         if path is None:
             continue
         modes = runs[name]
@@ -166,12 +164,14 @@ VARIANTS = [('greedy, entropy order (default)', []), ('greedy, left to right (bl
 
 def table_samplers(cfg):
     """Is the diffusion model's infilling limited by its sampler? The same checkpoint and tasks, four decoders."""
-    rows = []
-    path = find_run(cfg, 'mdm')
-    for label, args in VARIANTS if path else []:
-        s = evaluate(cfg, '--task=infill', f'--ckpt={path}', f'--limit={cfg["n_infill"]}', '--cond_samples=0', *args)
-        rows.append(dict(run='mdm', sampler=label, **pick(s, 'tasks', 'exact_match', 'edit_similarity', 'parse_rate')))
-    markdown(rows, ['sampler', 'tasks', 'exact_match', 'edit_similarity', 'parse_rate'])
+    names, rows = only_runs(cfg, 'samplers', ('mdm', 'mdm_long'))
+    for name in names:
+        path = find_only(cfg, name)
+        for label, args in VARIANTS if path else []:
+            s = evaluate(cfg, '--task=infill', f'--ckpt={path}', f'--limit={cfg["n_infill"]}', '--cond_samples=0', *args)
+            rows.append(dict(run=name, sampler=label, **pick(s, 'tasks', 'exact_match', 'edit_similarity', 'parse_rate')))
+    rows.sort(key=lambda r: ('mdm', 'mdm_long').index(r['run']))
+    markdown(rows, ['run', 'sampler', 'tasks', 'exact_match', 'edit_similarity', 'parse_rate'])
     save(cfg, 'samplers', dict(rows=rows, n_infill=cfg['n_infill']))
 
 
@@ -224,7 +224,7 @@ def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
     import torch
     from diffusion import elbo, fim_document, mask_id_of, token_ce
     rows = []
-    for name in ('ar_fim', 'mdm', 'mdm_long'):
+    for name in ('ar', 'ar_fim', 'mdm', 'mdm_long'):
         path = find_run(cfg, name)
         if path is None:
             continue
@@ -232,14 +232,15 @@ def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
         with torch.no_grad():
             for i, j in CUTS:
                 n = len(docs) * (j - i) * math.log(2)
-                if name == 'ar_fim':
+                if name in ('ar', 'ar_fim'):  # plain AR cannot read the suffix: its left-to-right NLL only
                     fim = plain = 0.0
                     for doc in docs:
-                        x = torch.tensor([fim_document(doc, i, j, tok.fim_ids)])
-                        fim += float(token_ce(model(x)[:, :-1], x[:, 1:])[0, -(j - i):].sum())
+                        if name == 'ar_fim':
+                            x = torch.tensor([fim_document(doc, i, j, tok.fim_ids)])
+                            fim += float(token_ce(model(x)[:, :-1], x[:, 1:])[0, -(j - i):].sum())
                         y = torch.tensor([doc])
                         plain += float(token_ce(model(y)[:, :-1], y[:, 1:])[0, i - 1:j - 1].sum())
-                    rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=fim / n,
+                    rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=fim / n if fim else None,
                                      without_suffix_bpb=plain / n, how='PSM vs left to right, exact NLL'))
                     continue
                 x0 = torch.tensor(docs)
@@ -261,8 +262,8 @@ def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
         labels = [f"{r['run']}\n{r['cut'][1] - r['cut'][0]} tok" for r in rows]
         x = range(len(rows))
         ax.bar([i - 0.2 for i in x], [r['without_suffix_bpb'] for r in rows], 0.4, label='without the suffix')
-        ax.bar([i + 0.2 for i in x], [r['with_suffix_bpb'] for r in rows], 0.4, label='with the suffix')
-        ax.set_xticks(list(x), labels, fontsize=7), ax.legend(fontsize=7)
+        ax.bar([i + 0.2 for i in x], [r['with_suffix_bpb'] or 0 for r in rows], 0.4, label='with the suffix')
+        ax.set_xticks(list(x), labels, fontsize=6, rotation=45), ax.legend(fontsize=7)
         ax.set_ylabel('bits/byte of the middle (lower is better)')
     save(cfg, 'fimprobe', dict(rows=rows, window=L, elbo_samples=samples), plot)
 
@@ -300,6 +301,14 @@ def only_runs(cfg, table, names):
     if unknown := set(only) - set(names):
         raise UserError(f"--only: unknown run {', '.join(sorted(unknown))}; the {table} table has {', '.join(names)}")
     return [n for n in names if n in only], [r for r in previous_rows(cfg, table) if r['run'] not in only]
+
+
+def find_only(cfg, name):
+    """find_run; with --only, a named run that is missing stops the table (its old rows are never dropped)."""
+    path = find_run(cfg, name)
+    if path is None and cfg['only']:
+        raise UserError(f"--only={name}: no finished run under --runs={cfg['runs']}; nothing written")
+    return path
 
 
 def previous_rows(cfg, name):
@@ -371,16 +380,17 @@ def continue_val(model, prompts, args, gen):
     return out[:, len(prompts[0]):], info
 
 
+FRONTIER_RUNS = ('mdm', 'mdm_long', 'block4', 'block16')
+
+
 def table_frontier(cfg, n_prompts=32, P=64, gen=64):
     import torch
     from sample import load_model
-    names, rows = only_runs(cfg, 'frontier' + ('_sampled' if cfg['sampler'] else ''), ('mdm', 'block4', 'block16'))
+    names, rows = only_runs(cfg, 'frontier' + ('_sampled' if cfg['sampler'] else ''), FRONTIER_RUNS)
     judge_path = find_run(cfg, 'ar')
     judge = load_model(judge_path, 'cpu', torch.float32)[0] if judge_path else None
     for name in names:
-        path = find_run(cfg, name)
-        if path is None and cfg['only']:  # never drop a run's old rows for nothing
-            raise UserError(f"--only={name}: no finished run under --runs={cfg['runs']}; nothing written")
+        path = find_only(cfg, name)
         if path is None:
             continue
         model, _, docs = val_windows(path, n_prompts, P + gen)  # val prompts of P tokens, their true continuations
@@ -396,7 +406,7 @@ def table_frontier(cfg, n_prompts=32, P=64, gen=64):
                 bpb, ent = judge_bits(judge, prompts, cont)
                 rows[-1].update(continuation_tokens_per_forward=gen / info['nfe'], continuation_judge_bpb=bpb,
                                 continuation_entropy=ent, val_text_judge_bpb=real[0], val_text_entropy=real[1])
-    rows.sort(key=lambda r: ('mdm', 'block4', 'block16').index(r['run']))
+    rows.sort(key=lambda r: FRONTIER_RUNS.index(r['run']))
     best = {}
     for name in {r['run'] for r in rows}:
         mine = [r for r in rows if r['run'] == name]
@@ -415,7 +425,8 @@ def table_frontier(cfg, n_prompts=32, P=64, gen=64):
             if 'continuation_judge_bpb' in mine[0]:
                 ax2.plot([r['continuation_tokens_per_forward'] for r in mine], [r['continuation_judge_bpb'] for r in mine],
                          'o', label=name)
-                ax2.axhline(mine[0]['val_text_judge_bpb'], ls='--', c='gray', label='real val text')
+        if rows and 'val_text_judge_bpb' in rows[0]:
+            ax2.axhline(rows[0]['val_text_judge_bpb'], ls='--', c='gray', label='real val text')
         ax.set_xlabel('tokens per forward'), ax.set_ylabel('infill edit similarity (%)'), ax.legend()
         ax2.set_xlabel('tokens per forward'), ax2.set_ylabel("continuation: AR judge's bits/byte"), ax2.legend()
     tag = '_sampled' if cfg['sampler'] else ''  # frontier_sampled.json: the same sweep with --sampler's decoder

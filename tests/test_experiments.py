@@ -106,9 +106,10 @@ def test_fimprobe_writes_both_kinds_of_rows(runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     X.main(['fimprobe', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}'])
     rows = json.load(open(tmp_path / 'fimprobe.json'))['rows']
-    assert {r['run'] for r in rows} == {'ar_fim', 'mdm'} and len(rows) == 2 * len(X.CUTS)
-    for r in rows:
-        assert 0 < r['with_suffix_bpb'] < 20 and 0 < r['without_suffix_bpb'] < 20
+    assert {r['run'] for r in rows} == {'ar', 'ar_fim', 'mdm'} and len(rows) == 3 * len(X.CUTS)
+    for r in rows:  # plain AR cannot read the suffix
+        assert (r['with_suffix_bpb'] is None) == (r['run'] == 'ar') and 0 < r['without_suffix_bpb'] < 20
+        assert r['run'] == 'ar' or 0 < r['with_suffix_bpb'] < 20
     assert all(r['l2r_with_suffix_bpb'] > 0 for r in rows if r['run'] == 'mdm')
 
 
