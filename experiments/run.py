@@ -11,7 +11,7 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
   python experiments/run.py frontier  # (c) tokens per forward vs infill quality (steps, threshold, factor)
   python experiments/run.py masking   # (d) CoDA progressive masking none / pretrain / strong
   python experiments/run.py curves    # (e) val loss vs training tokens, diffusion vs AR
-  python experiments/run.py all --runs=/path/to/runs,. --n_infill=100 --n_he=100
+  python experiments/run.py all --runs=/path/to/runs,. --n_infill=100 --n_he=1033
   python experiments/run.py blocks --logs_only   # refresh the log-based part while runs still train
   python experiments/run.py infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
 
@@ -43,7 +43,7 @@ RUNS = {
     'pretrain': ('out-toy-pretrain', ['--masking=pretrain', '--out_dir=out-toy-pretrain']),
     'strong': ('out-toy-strong', ['--masking=custom', '--s1_prob=0.2', '--s3_prob=0.25', '--out_dir=out-toy-strong']),
 }
-DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=100, n_frontier=50, eval_batches=10,
+DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=1033, n_frontier=50, eval_batches=10,
                 hole_length=32, sampler='', logs_only=False, only='', out_dir=os.path.join(REPO, 'experiments', 'results'))
 
 
