@@ -70,7 +70,7 @@ DEFAULTS = dict(
 # the interval each numeric option must lie in (model.check_ranges)
 RANGES = dict(block_size='[1, inf)', threads='[0, inf)', batch_size='[1, inf)', seq_len='[1, inf)',
               train_iters='[1, inf)', peak_flops='[0, inf)', sample_batch='[1, inf)', prompt_len='[1, inf)',
-              gen_length='[1, inf)', block_length='[1, inf)', steps='[0, inf)', threshold='(0, 1]')
+              gen_length='[1, inf)', block_length='[1, inf)', steps='[0, inf)', threshold='(0, 1]', rounds='[1, inf)')
 PEAK_BF16 = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'A10': 125e12, 'L4': 121e12,
              'V100': 125e12, 'T4': 65e12, '4090': 165e12, '3090': 71e12}  # dense tensor-core peak, FLOP/s
 
@@ -458,6 +458,11 @@ def main(argv):
                      block_length=16, block_size=16, threads=1, vocabs='512,4096', rounds=1)
         cfg.update({k: v for k, v in quick.items() if k not in given})
     check_ranges(cfg, RANGES, DEFAULTS)
+    if cfg['contender'] not in ('', 'ours', 'full', 'hf'):
+        raise UserError(f"--contender={cfg['contender']!r} is unknown; use ours, full or hf")
+    vocabs = str(cfg['vocabs']).split(',')
+    if not all(v.isdigit() and int(v) >= 2 for v in vocabs) or (cfg['contender'] and len(vocabs) > 1):
+        raise UserError(f"--vocabs={cfg['vocabs']!r}: give vocab sizes >= 2, comma-separated (one with --contender)")
     parse_dtype(cfg['dtype'])
     check_device(cfg['device'])
     check_out_file(cfg['out'])

@@ -12,7 +12,8 @@ Logit-shift convention (decided once, here; training, ELBO and the sampler all u
 model(idx) returns RAW logits, row i computed at position i. predict() returns ALIGNED logits:
 row i is the distribution of token i. For a model with config.shift_logits (CoDA / Dream, or any
 AR-initialised Qwen3) aligned[:, i] = raw[:, i-1] and aligned[:, 0] = raw[:, 0]; otherwise
-aligned = raw. Everything below works on aligned logits; only predict() and block_predict() shift.
+aligned = raw. Everything below works on aligned logits; only predict() and block_predict() shift
+(and sampling.generate, which reads only its block's rows and shifts them itself).
 Only the rows that are read are computed (model(..., rows=)): the losses score the masked rows and
 pass targets, so the lm_head and the cross-entropy run on those rows, a chunk at a time.
 """

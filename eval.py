@@ -56,14 +56,14 @@ DEFAULTS = dict(
     # code tasks
     format='completion',    # completion: the model continues the prompt | instruct: chat template + CoDA's prefix
     canonical=False,        # score the dataset's own solutions instead of a model (checks the executor)
-    empty_fill=False,       # infill tasks: fill every hole with nothing (the deletion baseline; no model)
+    empty_fill=False,       # infill tasks: fill every hole with nothing (the deletion baseline; humaneval_infill: no model)
     data_path='',           # mbpp: path to the MBPP .jsonl (humanevalplus / mbppplus: the evalplus .jsonl)
     n_samples=1, k='1',     # n samples per problem; pass@k for each k in the comma-separated list
     batch_size=8,           # prompts per generate() call (elbo: sequences per batch)
     timeout=10.0,           # seconds per program
     memory_mb=1024,         # address-space limit per program
     workers=2,              # programs run in parallel
-    # every generate() option (0 = the sampler's default / off)
+    # every generate() option (0 = the sampler's default / off; block_length=0: one block over the answer)
     gen_length=256, block_length=32, steps=0, alg='entropy', temperature=0.0, top_p=0.0, top_k=0,
     alg_temp=0.0, threshold=0.0, factor=0.0,
     schedule='',            # tokens per step: llada | coda ('' = coda for shifted-logit models such as CoDA)
@@ -83,7 +83,8 @@ RANGES = dict(threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_
               memory_mb='[64, inf)', workers='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)',
               steps='[0, inf)', temperature='[0, inf)', top_p='[0, 1]', top_k='[0, inf)', alg_temp='[0, inf)',
               threshold='[0, 1]', factor='[0, inf)', n_infill='[1, inf)', span_lines='[1, inf)', ctx_len='[0, inf)',
-              eval_batches='[1, inf)', elbo_samples='[1, inf)')
+              eval_batches='[1, inf)', elbo_samples='[1, inf)', hole_length='[0, inf)', cond_samples='[0, inf)',
+              steps_div='[0, inf)')
 
 # -----------------------------------------------------------------------------
 # the sandbox: every candidate program runs in its own process, never in this one

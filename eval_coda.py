@@ -60,6 +60,8 @@ def read_jsonl(path, what):
                         raise ValueError(f"line {lineno} is not a JSON object")
     except (ValueError, OSError, EOFError) as e:
         raise UserError(f"{path}: not a JSON-lines file of task records ({e})") from None
+    if not rows:
+        raise UserError(f"{path} holds no task record; pass the evalplus {what}.jsonl")
     return rows
 
 

@@ -169,9 +169,11 @@ def span_nats(model, tok, pre, ans, suf, mode, n_samples=8, generator=None):
     with torch.no_grad():
         if mode == 'diffusion':
             ids = pre + ans + suf
-            if model.config.attention == 'block':  # the bound works on whole blocks: drop prefix tokens to fit
-                cut = len(ids) % model.config.block_size
-                pre, ids = pre[cut:], ids[cut:]
+            if model.config.attention == 'block':  # the bound works on whole blocks: drop context tokens to
+                cut = len(ids) % model.config.block_size  # fit, from the prefix first, then the suffix's end
+                from_pre = min(cut, len(pre))
+                pre, suf = pre[from_pre:], suf[:len(suf) - min(cut - from_pre, len(suf))]
+                ids = pre + ans + suf
             x0 = torch.tensor([ids])
             maskable = torch.zeros_like(x0, dtype=torch.bool)
             maskable[0, len(pre):len(pre) + len(ans)] = True
@@ -193,7 +195,7 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator):
     if mode == 'diffusion':
         gen = cfg['hole_length'] or ans_len
         # semi-AR blocks of --block_length over the hole (block models: their own block size), one token per
-        # step unless --steps / --threshold / --factor say otherwise (steps: a fraction of gen, see steps_div)
+        # step unless --steps_div / --threshold / --factor say otherwise (--steps is not used here)
         steps = max(1, math.ceil(gen / cfg['steps_div'])) if cfg['steps_div'] else None
         kw.update(gen_length=gen, steps=steps, suffix=[suf],
                   block_length=None if model.config.attention == 'block' else min(kw['block_length'] or gen, gen))

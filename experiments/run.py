@@ -232,15 +232,14 @@ def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
         with torch.no_grad():
             for i, j in CUTS:
                 n = len(docs) * (j - i) * math.log(2)
-                if name in ('ar', 'ar_fim'):  # plain AR cannot read the suffix: its left-to-right NLL only
-                    fim = plain = 0.0
-                    for doc in docs:
-                        if name == 'ar_fim':
-                            x = torch.tensor([fim_document(doc, i, j, tok.fim_ids)])
-                            fim += float(token_ce(model(x)[:, :-1], x[:, 1:])[0, -(j - i):].sum())
-                        y = torch.tensor([doc])
-                        plain += float(token_ce(model(y)[:, :-1], y[:, 1:])[0, i - 1:j - 1].sum())
-                    rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=fim / n if fim else None,
+                if name in ('ar', 'ar_fim'):  # all windows in one batch; plain AR cannot read the suffix
+                    y = torch.tensor(docs)
+                    plain = float(token_ce(model(y)[:, :-1], y[:, 1:])[:, i - 1:j - 1].sum())
+                    fim = None
+                    if name == 'ar_fim':  # PSM: the middle comes last
+                        x = torch.tensor([fim_document(doc, i, j, tok.fim_ids) for doc in docs])
+                        fim = float(token_ce(model(x)[:, :-1], x[:, 1:])[:, -(j - i):].sum()) / n
+                    rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=fim,
                                      without_suffix_bpb=plain / n, how='PSM vs left to right, exact NLL'))
                     continue
                 x0 = torch.tensor(docs)
