@@ -59,7 +59,7 @@ def recipe(tmp_path_factory):
 
 
 def snapshot(d):
-    return {p: open(os.path.join(r, p), 'rb').read() for r, _, fs in os.walk(d) for p in fs}
+    return {os.path.relpath(os.path.join(r, p), d): open(os.path.join(r, p), 'rb').read() for r, _, fs in os.walk(d) for p in fs}
 
 
 def test_stages_feed_each_other(recipe):
@@ -99,7 +99,7 @@ def test_report_card_has_every_field(recipe):
     for k, rec in enumerate(report['stages']):
         assert f"## Stage {k}: {rec['title']}" in md and f"| {rec['name']} | {rec['iters']:,} |" in md
         assert rec['sample'] in md
-    assert 'HumanEval pass@1: ' in md and 'MBPP pass@1: ' in md
+    assert '  - HumanEval pass@1: ' in md and '  - MBPP pass@1: ' in md and 'cache dual' in md
     assert report['loss_png'] == 'loss.png' and (run_dir / 'loss.png').stat().st_size > 0
 
 
@@ -117,6 +117,7 @@ def test_recipe_stages_are_the_configs():
 def test_rerun_refuses_or_resumes(recipe):
     argv, run_dir, report = recipe
     before = snapshot(run_dir)
+    assert sorted(f for f in before if f.endswith('.pt')) == [f'{k}-{n}/ckpt.pt' for k, n in enumerate(ITERS)]
     p = subprocess.run([sys.executable, os.path.join(REPO, 'speedrun.py'), *argv], capture_output=True, text=True,
                        cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=120)
     assert p.returncode == 1 and p.stderr.count('\n') == 1 and p.stderr.startswith('error: ')
@@ -130,6 +131,11 @@ def test_rerun_refuses_or_resumes(recipe):
     assert all(after[f] == before[f] for f in before if f.endswith(('.pt', '.jsonl')))
     with pytest.raises(UserError, match='holds 4 iterations, more than the 2 asked'):
         speedrun.main(argv + ['--resume', '--ar_iters=2'])
+    # --overwrite: every stage trains again, from the new AR run
+    new = speedrun.main(argv + ['--overwrite', '--ar_iters=2'])
+    assert [s['iters'] for s in new['stages']] == [2, 3, 3, 3]
+    after = snapshot(run_dir)
+    assert all(after[f] != before[f] for f in before if f.endswith('.pt'))
 
 
 def test_bad_input(recipe, tmp_path):
@@ -145,6 +151,8 @@ def test_bad_input(recipe, tmp_path):
         speedrun.main(['--iters=3'])
     with pytest.raises(UserError, match='contradict'):
         speedrun.main(['--resume', '--overwrite', f'--run_dir={tmp_path / "r"}'])
+    with pytest.raises(UserError, match="--cache='prefix' is unknown"):
+        speedrun.main(['--cache=prefix', f'--run_dir={tmp_path / "r"}'])
     with pytest.raises(UserError, match='--mbpp=.*no such file'):
         speedrun.main([f'--mbpp={tmp_path / "m.jsonl"}', f'--run_dir={tmp_path / "r"}'])
     assert not (tmp_path / 'r').exists()
