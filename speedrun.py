@@ -225,7 +225,7 @@ def code_eval(argv):
 
 @torch.no_grad()
 def short_sample(stage_dir, chat, seed):
-    """64 tokens after a code prompt (a chat request for the SFT model), sampled as train.py does."""
+    """64 tokens after a code prompt (128 after a chat request for the SFT model), sampled as train.py does."""
     from sample import load_model
     from sampling import generate
     model, tok = load_model(stage_dir)
