@@ -1,12 +1,14 @@
 """
-The machinery under train.py's loop, apart from the method: processes and devices (one process,
-torchrun's DDP, torch_xla), stopping on Ctrl-C / SIGTERM with a checkpoint, atomic checkpoint
+The machinery under train.py's loop, apart from the method: config files, processes and devices (one
+process, torchrun's DDP, torch_xla), stopping on Ctrl-C / SIGTERM with a checkpoint, atomic checkpoint
 writes, the log and its plot. train.train() reads as the loop; this is what it calls.
 """
+import ast
 import json
 import os
 import signal
 import threading
+import traceback
 from contextlib import contextmanager, nullcontext
 from types import SimpleNamespace
 
@@ -15,6 +17,40 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model import UserError
+
+
+# -----------------------------------------------------------------------------
+# config files
+
+def read_config_file(path, names):
+    """[(key, value, source)] of a config file's module-level names. A config key takes any value (checked by
+    train.parse_value); other names holding plain values are unknown keys; imports, functions, _names are skipped.
+    Errors in the file are one line naming the file and its line."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+        code = compile(text, path, 'exec')
+    except SyntaxError as e:
+        raise UserError(f"{path} line {e.lineno}: {e.msg}; fix the config file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"cannot read config file {path} ({type(e).__name__}: {e}); pass a UTF-8 Python file") from None
+    ns = {}
+    try:
+        exec(code, ns)
+    except Exception as e:
+        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__)) if fr.filename == path), '?')
+        raise UserError(f"{path} line {line}: {type(e).__name__}: {e}; fix the config file") from None
+    lines = {}  # name -> line of its last assignment
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in getattr(node, 'targets', [getattr(node, 'target', None)]):
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name):
+                        lines[n.id] = max(lines.get(n.id, 0), node.lineno)
+    plain = (bool, int, float, str, type(None), tuple, list, dict, set)
+    return [(k, v, f"{path} line {lines.get(k, '?')}") for k, v in ns.items()
+            if not k.startswith('_') and (k in names or isinstance(v, plain))]
+
 
 
 # -----------------------------------------------------------------------------

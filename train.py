@@ -16,7 +16,6 @@ Randomness: each micro-step seeds its own CPU torch.Generator from (seed, iterat
 it picks the batch and draws the diffusion noise. So a run gives the same losses on 1 or N
 processes (micro-step m of an optimizer step runs on rank m % world_size) and after a resume.
 """
-import ast
 import hashlib
 import math
 import os
@@ -24,7 +23,6 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 
@@ -35,7 +33,7 @@ from tqdm import tqdm
 from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
-                     save_atomic, to_cpu, start_log, log, plot_losses)
+                     save_atomic, to_cpu, start_log, log, plot_losses, read_config_file)
 from data.common import data_ids, load_meta, load_tokens, load_sft
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -115,36 +113,6 @@ def parse_value(key, value, source):
     return value
 
 
-def read_config_file(path, names):
-    """[(key, value, source)] of a config file's module-level names. A config key takes any value (checked by
-    parse_value); other names holding plain values are unknown keys; imports, functions and _names are skipped.
-    Errors in the file are one line naming the file and its line."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            text = f.read()
-        code = compile(text, path, 'exec')
-    except SyntaxError as e:
-        raise UserError(f"{path} line {e.lineno}: {e.msg}; fix the config file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"cannot read config file {path} ({type(e).__name__}: {e}); pass a UTF-8 Python file") from None
-    ns = {}
-    try:
-        exec(code, ns)
-    except Exception as e:
-        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__)) if fr.filename == path), '?')
-        raise UserError(f"{path} line {line}: {type(e).__name__}: {e}; fix the config file") from None
-    lines = {}  # name -> line of its last assignment
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            for target in getattr(node, 'targets', [getattr(node, 'target', None)]):
-                for n in ast.walk(target):
-                    if isinstance(n, ast.Name):
-                        lines[n.id] = max(lines.get(n.id, 0), node.lineno)
-    plain = (bool, int, float, str, type(None), tuple, list, dict, set)
-    return [(k, v, f"{path} line {lines.get(k, '?')}") for k, v in ns.items()
-            if not k.startswith('_') and (k in names or isinstance(v, plain))]
-
-
 def get_config(argv):
     names = [f.name for f in fields(TrainConfig)]
     overrides = {}
@@ -158,6 +126,8 @@ def get_config(argv):
             items = read_config_file(arg, names)
         else:
             key, eq, val = arg.lstrip('-').partition('=')
+            if not eq and arg.startswith('--') and isinstance(getattr(TrainConfig, key, None), bool):
+                eq, val = '=', 'true'  # a bare --flag sets a boolean (--overwrite, --compile)
             if not eq:
                 raise UserError(f"cannot parse argument {arg!r}; use --key=value or a config file path")
             items = [(key, val, 'command line')]
@@ -351,13 +321,17 @@ def train(cfg):
     fim = fim_ids(cfg, meta)
     model = wrap_model(cfg, run, raw_model)  # torch.compile, DDP
     runlog = start_log(cfg, run, raw_model, data_path, iter_num)  # log.jsonl moves with ckpt.pt (runtime.RunLog)
-    save = lambda: (save_checkpoint(cfg, run, raw_model, optimizer, meta, iter_num, best_val, scaler), runlog.commit())
+
+    def save():  # ckpt.pt, then commit the log lines it covers
+        save_checkpoint(cfg, run, raw_model, optimizer, meta, iter_num, best_val, scaler)
+        runlog.commit()
 
     # --- the loop: iteration `it` runs micro-steps 0..grad_accum-1; this process takes m = rank, rank+world, ...
     mine = list(range(run.rank, cfg.grad_accum, run.world))
     history = []
-    with runlog.rollback_on_error(), stop_on_signal(cfg) as stop, tqdm(total=cfg.max_iters, initial=iter_num, disable=not run.master, desc='train',
-                                           unit='it', dynamic_ncols=True) as pbar:
+    with runlog.rollback_on_error(), stop_on_signal(cfg) as stop, \
+            tqdm(total=cfg.max_iters, initial=iter_num, disable=not run.master, desc='train', unit='it',
+                 dynamic_ncols=True) as pbar:
         while iter_num < cfg.max_iters:
             t0 = time.time()
             lr = get_lr(iter_num, cfg)
@@ -411,14 +385,16 @@ def train(cfg):
             log(cfg, run, rec, last, history, pbar, runlog)
             if cfg.checkpoint_interval and iter_num % cfg.checkpoint_interval == 0 and not last:
                 save()
-        if iter_num != start_iter or kind != 'resume':  # a resume with nothing to do (export only) leaves ckpt.pt alone
+        trained = iter_num != start_iter or kind != 'resume'  # a resume with nothing to do (export only) writes nothing
+        if trained:
             save()
     end_processes(run)
     if stop:
         raise UserError(f"stopped by {stop[0]}; checkpoint at iteration {iter_num} saved in {cfg.out_dir}, "
                         f"continue with init_from=resume")
     if run.master:
-        plot_losses(runlog.path)
+        if trained:
+            plot_losses(runlog.path)
         if cfg.export_hf:
             export_hf(raw_model, meta, cfg.export_hf)
     return history

@@ -131,6 +131,27 @@ def write_json(path, obj):
     write_atomic(path, lambda f: json.dump(obj, f, indent=1))
 
 
+KINDS = {str: 'a string', int: 'an integer', 'id': 'an integer or a string', 'strings': 'a list of strings'}
+
+
+def check_record(rec, where, fix, required=(), optional=()):
+    """A record read from a file (e.g. one JSONL line), checked field by field: required and optional
+    are ((name, kind), ...) with kind str, int, 'id' (int or str) or 'strings' (a list of str)."""
+    if not isinstance(rec, dict):
+        raise UserError(f"{where}: a JSON {type(rec).__name__}, not an object; {fix}")
+    for (name, kind), need in [(f, True) for f in required] + [(f, False) for f in optional]:
+        if name not in rec:
+            if need:
+                raise UserError(f"{where}: no field {name!r}; {fix}")
+            continue
+        v = rec[name]
+        ok = (isinstance(v, list) and all(isinstance(t, str) for t in v) if kind == 'strings' else
+              isinstance(v, (int, str)) if kind == 'id' else isinstance(v, kind)) and not isinstance(v, bool)
+        if not ok:
+            raise UserError(f"{where}: {name!r} must be {KINDS[kind]}, got {type(v).__name__} {str(v)[:40]!r}; {fix}")
+    return rec
+
+
 def split_list(s):
     """'a,b,,c' -> ['a', 'b', 'c'] (comma-separated CLI lists)."""
     return [x.strip() for x in s.split(',') if x.strip()] if isinstance(s, str) else list(s or [])
