@@ -90,7 +90,7 @@ CODE, INFILL = ('humaneval', 'mbpp', 'humanevalplus', 'mbppplus'), ('infill', 'h
 SAMPLER = ('block_length', 'alg', 'temperature', 'top_p', 'top_k', 'alg_temp', 'threshold', 'factor', 'schedule', 'cache')
 USED_BY = dict(  # the tasks that read each task-specific option: given to another task, it is an error
     data_path=('mbpp', 'infill', 'elbo', 'humanevalplus', 'mbppplus'), format=CODE, n_samples=CODE, k=CODE,
-    canonical=CODE + INFILL, empty_fill=INFILL, timeout=CODE + ('humaneval_infill',),
+    canonical=CODE + INFILL, timeout=CODE + ('humaneval_infill',),
     memory_mb=CODE + ('humaneval_infill',), workers=CODE + ('humaneval_infill',), n_infill=('infill',),
     span_lines=('infill',), multi_line=('humaneval_infill',), hole_length=INFILL, infill_mode=INFILL,
     cond_samples=INFILL, steps_div=INFILL, ctx_len=INFILL + ('elbo',), eval_batches=('elbo',), elbo_samples=('elbo',),
@@ -345,7 +345,7 @@ def load_mbpp(path):
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        where, fix = f"{path} line {lineno}", "need an MBPP record: text (or prompt), code and a list test_list"
+        where, fix = f"{path} line {lineno}: not an MBPP record", "need text (or prompt), code and a list test_list"
         try:
             r = json.loads(line)
         except ValueError as e:

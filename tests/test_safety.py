@@ -367,14 +367,14 @@ def test_experiments_overwrite_replaces_a_table(env, tmp_path, published, monkey
 
 MBPP_MISTAKES = [  # (one JSONL line, the error)
     (json.dumps(dict(text='Add.', code='', test_list='assert f() == 1')),
-     r"m.jsonl line 1: 'test_list' must be a list of strings, got str 'assert f\(\) == 1'"),
-    (json.dumps(dict(code='x = 1', test_list=['assert x'])), r"line 1: no field 'text'"),
-    (json.dumps([1, 2]), r"line 1: a JSON list, not an object"),
-    (json.dumps(dict(text='Add.', test_list=[])), r"line 1: an empty test_list"),
+     r"m.jsonl line 1: not an MBPP record: 'test_list' must be a list of strings, got str 'assert f\(\) == 1'"),
+    (json.dumps(dict(code='x = 1', test_list=['assert x'])), r"line 1: not an MBPP record: no field 'text'"),
+    (json.dumps([1, 2]), r"line 1: not an MBPP record: a JSON list, not an object"),
+    (json.dumps(dict(text='Add.', test_list=[])), r"line 1: not an MBPP record: an empty test_list"),
     (json.dumps(dict(text=5, test_list=['assert 1'])), r"'text' must be a string, got int"),
     (json.dumps(dict(text='A', test_list=['assert 1'], test_imports='import os')), r"'test_imports' must be a list of strings"),
     (json.dumps(dict(text='A', test_list=['assert 1', 2])), r"'test_list' must be a list of strings, got list"),
-    ('{oops', r"line 1: not valid JSON"),
+    ('{oops', r"line 1: not an MBPP record: not valid JSON"),
 ]
 
 
