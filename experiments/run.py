@@ -365,8 +365,8 @@ def published(path):
 
 
 def size(table):
-    """How much a table holds: its rows and the runs of its curves."""
-    return len(table.get('rows') or []) + len(table.get('curves') or {})
+    """How much a table holds: the entries of its lists and dicts (rows, runs of its curves, arms ...)."""
+    return sum(len(v) for v in table.values() if isinstance(v, (list, dict)))
 
 
 def table_blocks(cfg):
