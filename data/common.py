@@ -429,8 +429,9 @@ def load_meta(data_dir):
             got = 'nothing' if key not in meta else repr(v)
             raise UserError(f'{path}: {key!r} must be a {"non-negative int" if kind is int else kind.__name__}, '
                             f'got {got}; rerun the prepare script that made it')
-    if meta['dtype'] not in ('uint16', 'uint32') or meta.get('kind', 'pretrain') not in ('pretrain', 'sft'):
-        raise UserError(f"{path}: dtype {meta['dtype']!r} / kind {meta.get('kind')!r} is unknown; rerun the prepare script")
+    for key, known in (('dtype', ('uint16', 'uint32')), ('kind', ('pretrain', 'sft'))):
+        if meta.get(key, 'pretrain') not in known:
+            raise UserError(f"{path}: {key} {meta[key]!r} is unknown (use {' or '.join(known)}); rerun the prepare script")
     for key in ('train_tokens', 'val_tokens'):
         if key in meta and (type(meta[key]) is not int or meta[key] < 0):
             raise UserError(f'{path}: {key!r} must be a non-negative int, got {meta[key]!r}; rerun the prepare script')

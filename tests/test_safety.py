@@ -263,7 +263,7 @@ META_MISTAKES = [  # (meta.json text, the error)
     ('{"tokenizer": "bytes", "vocab_size": "263", "mask_id": 1, "eos_id": 2, "pad_id": 3, "dtype": "uint16"}',
      r"'vocab_size' must be a non-negative int, got '263'"),
     ('{"tokenizer": "bytes", "vocab_size": 263, "mask_id": 1, "eos_id": 2, "pad_id": 3, "dtype": "int8"}',
-     r"dtype 'int8' / kind None is unknown"),
+     r"dtype 'int8' is unknown \(use uint16 or uint32\)"),
     ('{"tokenizer": "bytes", "vocab_size": 263, "mask_id": 1, "eos_id": 2, "pad_id": 3, "dtype": "uint16", '
      '"train_tokens": -4}', r"'train_tokens' must be a non-negative int, got -4"),
     ('{"tokenizer": ', 'meta.json is corrupt'),
