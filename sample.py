@@ -82,12 +82,22 @@ def get_args(argv=None):
     a('--show', action='store_true', help="draw the denoising live in the terminal")
     a('--frames', default='', help="save snapshots of sample 0's denoising: .png/.svg (matplotlib) or .html")
     a('--n_frames', type=int, default=8, help="snapshots in the --frames picture (first and last included)")
+    a('--overwrite', action='store_true', help="let --frames replace an existing picture")
     return p.parse_args(argv)
 
 
 # the interval each numeric option must lie in (model.check_ranges); unset (None) options pass
 RANGES = dict(num_samples='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)', steps='[1, inf)', temperature='[0, inf)',
-              top_p='(0, 1]', top_k='[1, inf)', alg_temp='[0, inf)', threshold='(0, 1]', factor='(0, inf)')
+              top_p='(0, 1]', top_k='[1, inf)', alg_temp='[0, inf)', threshold='(0, 1]', factor='(0, inf)',
+              seed='(-inf, inf)', n_frames='[2, inf)')
+PAIRS = (('ckpt', 'hf', 'both name a model'), ('prompt', 'prompt_file', 'both give the prompt'),
+         ('suffix', 'suffix_file', 'both give the suffix'), ('frames', 'show', 'both watch the denoising'))
+PICTURE = {'.png': b'\x89PNG', '.svg': b'<?xml', '.html': b'<html'}  # what save_frames writes first
+
+
+def is_picture(path):
+    with open(path, 'rb') as f:
+        return f.read(8).startswith(PICTURE.get(os.path.splitext(path)[1], b'\0'))
 
 
 def read_text(text, path):
@@ -202,6 +212,9 @@ def save_frames(path, panels):
 
 def main(argv=None):
     args = get_args(argv)
+    for a, b, why in PAIRS:
+        if getattr(args, a) not in (None, '', False) and getattr(args, b) not in (None, '', False):
+            raise UserError(f"--{a} and --{b} {why}; pass one of them")
     path = args.ckpt or args.hf
     if not path:  # as nanoGPT: sample from train.py's default out_dir
         path = 'out-toy'
@@ -209,15 +222,11 @@ def main(argv=None):
             raise UserError("no model given and out-toy/ckpt.pt does not exist; run `python train.py` first, "
                             "or pass --ckpt=out_dir (train.py) or --hf=dir (Hugging Face)")
         print(f"sampling from {os.path.join(path, 'ckpt.pt')} (train.py's default out_dir; --ckpt to choose)")
-    if args.n_frames < 2:
-        raise UserError("--n_frames must be >= 2 (the start and the end of the denoising)")
     if args.frames and not args.frames.endswith(('.png', '.svg', '.html')):
         raise UserError(f"--frames={args.frames}: name a .png, .svg or .html file")
     if args.frames:
         from data.common import check_out_file
-        check_out_file(args.frames, '--frames')  # before the sampling, not after it
-    if args.frames and args.show:
-        raise UserError("--frames and --show both watch the denoising; use one of them")
+        check_out_file(args.frames, '--frames', args.overwrite, is_picture, 'a picture')  # before the sampling
     if args.alg not in ALGS:
         raise UserError(f"--alg={args.alg} is unknown; use one of {', '.join(ALGS)}")
     if args.cache is not None and args.cache not in CACHES:

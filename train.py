@@ -33,7 +33,7 @@ from tqdm import tqdm
 from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config, _read_json
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform, block_schedule, block_size_at
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
-                     save_atomic, to_cpu, start_log, log, plot_losses)
+                     save_atomic, to_cpu, start_log, log, plot_losses, read_config_file)
 from data.common import data_ids, load_meta, load_tokens, load_sft
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -49,6 +49,7 @@ class TrainConfig(DiffusionOptions):  # inherits every masking knob: eps, maskin
     out_dir: str = 'out-toy'
     init_from: str = 'scratch'  # scratch | resume | HF Qwen3/CoDA dir | a train.py out_dir or ckpt.pt (weights only)
     export_hf: str = ''         # when done, also write the model in HF layout here (Transformer.save_pretrained)
+    overwrite: bool = False     # let a new run (or export_hf) replace what out_dir (export_hf) already holds
     eval_interval: int = 250    # val ELBO every this many iterations (and at the end); 0 = never
     eval_iters: int = 8         # val batches per evaluation
     elbo_samples: int = 2       # Monte-Carlo mask levels per val sequence (LLaDA uses 128)
@@ -88,7 +89,9 @@ RANGES = dict(lr='(0, inf)', min_lr='[0, inf)', warmup_iters='[0, inf)', lr_deca
               batch_size='[1, inf)', grad_accum='[1, inf)', seq_len='[1, inf)', block_size='[1, inf)',
               eval_interval='[0, inf)', eval_iters='[1, inf)', elbo_samples='[1, inf)', log_interval='[1, inf)',
               checkpoint_interval='[0, inf)', sample_interval='[0, inf)', eps='(0, 1)', edit_start='[0, 1]',
-              block_warmup_iters='[0, inf)', attn_anneal_iters='[0, inf)')
+              block_warmup_iters='[0, inf)', attn_anneal_iters='[0, inf)', seed='(-inf, inf)')
+PER_COMMAND = ('overwrite', 'export_hf')         # never taken from the checkpoint on resume
+FIXED_ON_RESUME = ('model', 'objective')         # the model a resume continues (block_size too, for block models)
 
 
 def parse_value(key, value, source):
@@ -106,7 +109,8 @@ def parse_value(key, value, source):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not kind:
-        raise UserError(f"{key} must be a {kind.__name__}, got {value!r} (from {source}); e.g. {key}={default!r}")
+        why = ' (a trailing comma makes a tuple)' if isinstance(value, tuple) else ''
+        raise UserError(f"{key} must be a {kind.__name__}, got {value!r}{why} (from {source}); e.g. {key}={default!r}")
     return value
 
 
@@ -120,12 +124,11 @@ def get_config(argv):
         if '=' not in arg and arg.endswith('.py'):  # a config file: its module-level names
             if not os.path.isfile(arg):
                 raise UserError(f"config file {arg} not found; see config/ for examples")
-            ns = {}
-            with open(arg) as f:
-                exec(compile(f.read(), arg, 'exec'), ns)
-            items = [(k, v, arg) for k, v in ns.items() if not k.startswith('_') and isinstance(v, (bool, int, float, str))]
+            items = read_config_file(arg, names)
         else:
             key, eq, val = arg.lstrip('-').partition('=')
+            if not eq and arg.startswith('--') and isinstance(getattr(TrainConfig, key, None), bool):
+                eq, val = '=', 'true'  # a bare --flag sets a boolean (--overwrite, --compile)
             if not eq:
                 raise UserError(f"cannot parse argument {arg!r}; use --key=value or a config file path")
             items = [(key, val, 'command line')]
@@ -136,7 +139,12 @@ def get_config(argv):
     base = {}
     if overrides.get('init_from') == 'resume':  # continue with the run's own settings unless overridden
         ckpt = load_checkpoint(checkpoint_path(overrides.get('out_dir', TrainConfig.out_dir)), mmap=True)
-        base = {k: v for k, v in ckpt['train_config'].items() if k in names}
+        base = {k: v for k, v in (ckpt.get('train_config') or {}).items() if k in names and k not in PER_COMMAND}
+        fixed = FIXED_ON_RESUME + (('block_size',) if base.get('objective') == 'block' else ())
+        for k in fixed:
+            if k in overrides and k in base and overrides[k] != base[k]:
+                raise UserError(f"{k}={overrides[k]!r} differs from the run's {k}={base[k]!r}: a resume continues the "
+                                f"same model; start a new run in another out_dir (init_from=<this out_dir> takes its weights)")
     cfg = TrainConfig(**{**base, **overrides})
     for key, ok in (('objective', OBJECTIVES), ('device', ('auto', 'cpu', 'cuda', 'mps', 'xla')),
                     ('dtype', ('auto', 'float32', 'bfloat16', 'float16'))):
@@ -351,25 +359,31 @@ def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then co
 def train(cfg):
     run = start_processes(cfg)  # rank, world, device, autocast: one process, torchrun, or torch_xla.launch
     # --- data, model, optimizer (all checks happen before anything is written)
+    check_outputs(cfg)
     kind, ckpt = load_source(cfg)
     # pycode / pycode_sft are prepared on first use when the model reads bytes
     data_path, meta, splits = open_dataset(cfg, kind == 'scratch' or (kind != 'hf' and ckpt['tokenizer'] == 'bytes'))
     torch.manual_seed(cfg.seed)
     raw_model = build_model(cfg, meta, kind, ckpt)
-    check_out_dir(cfg, kind, raw_model)
     opts = DiffusionOptions(**{f.name: getattr(cfg, f.name) for f in fields(DiffusionOptions)})
     optimizer, scaler = make_optimizer(cfg, run, raw_model)  # moves the model to the device first
-    iter_num, best_val = resume_state(ckpt, optimizer) if kind == 'resume' else (0, float('inf'))
+    iter_num, best_val = resume_state(ckpt, optimizer, scaler) if kind == 'resume' else (0, float('inf'))
+    start_iter = iter_num
     ckpt = None  # free the memory
     fim = fim_ids(cfg, meta)
     model = wrap_model(cfg, run, raw_model)  # torch.compile, DDP
-    log_path = start_log(cfg, run, raw_model, data_path, iter_num)
+    runlog = start_log(cfg, run, raw_model, data_path, iter_num)  # log.jsonl moves with ckpt.pt (runtime.RunLog)
+
+    def save():  # ckpt.pt, then commit the log lines it covers
+        save_checkpoint(cfg, run, raw_model, optimizer, meta, iter_num, best_val, scaler)
+        runlog.commit()
 
     # --- the loop: iteration `it` runs micro-steps 0..grad_accum-1; this process takes m = rank, rank+world, ...
     mine = list(range(run.rank, cfg.grad_accum, run.world))
     history = []
-    with stop_on_signal(cfg) as stop, tqdm(total=cfg.max_iters, initial=iter_num, disable=not run.master, desc='train',
-                                           unit='it', dynamic_ncols=True) as pbar:
+    with runlog.rollback_on_error(), stop_on_signal(cfg) as stop, \
+            tqdm(total=cfg.max_iters, initial=iter_num, disable=not run.master, desc='train', unit='it',
+                 dynamic_ncols=True) as pbar:
         while iter_num < cfg.max_iters:
             t0 = time.time()
             lr = get_lr(iter_num, cfg)
@@ -424,16 +438,19 @@ def train(cfg):
             if run.master and cfg.sample_interval and (iter_num % cfg.sample_interval == 0 or last):
                 tqdm.write(f"--- sample at iter {iter_num} (prompt + 64 tokens):\n"
                            f"{sample(cfg, run, raw_model, meta, splits, iter_num)}\n---")
-            log(cfg, run, rec, last, history, pbar, log_path)
+            log(cfg, run, rec, last, history, pbar, runlog)
             if cfg.checkpoint_interval and iter_num % cfg.checkpoint_interval == 0 and not last:
-                save_checkpoint(cfg, run, raw_model, optimizer, meta, iter_num, best_val)
-        save_checkpoint(cfg, run, raw_model, optimizer, meta, iter_num, best_val)
+                save()
+        trained = iter_num != start_iter or kind != 'resume'  # a resume with nothing to do (export only) writes nothing
+        if trained:
+            save()
     end_processes(run)
     if stop:
         raise UserError(f"stopped by {stop[0]}; checkpoint at iteration {iter_num} saved in {cfg.out_dir}, "
                         f"continue with init_from=resume")
     if run.master:
-        plot_losses(log_path)
+        if trained:
+            plot_losses(runlog.path)
         if cfg.export_hf:
             export_hf(raw_model, meta, cfg.export_hf)
     return history
@@ -455,21 +472,23 @@ def make_optimizer(cfg, run, model):
     return optimizer, scaler
 
 
-SHAPE_KEYS = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-              'num_key_value_heads', 'head_dim', 'tie_word_embeddings')
+def check_outputs(cfg):
+    """The overwrite rule, before anything runs: only init_from=resume writes into an out_dir that holds a run,
+    and export_hf never replaces a model already there, unless overwrite=true (docs/training.md)."""
+    found = [f for f in ('ckpt.pt', 'log.jsonl') if os.path.lexists(os.path.join(cfg.out_dir, f))]
+    if cfg.init_from != 'resume' and found and not cfg.overwrite:
+        raise UserError(f"{cfg.out_dir} already holds a run ({', '.join(found)}); continue it with --init_from=resume, "
+                        f"pick another --out_dir, or pass --overwrite to replace it")
+    if cfg.export_hf and not cfg.overwrite and any(os.path.lexists(os.path.join(cfg.export_hf, f)) for f in
+                                                   ('config.json', 'model.safetensors', 'model.safetensors.index.json')):
+        raise UserError(f"export_hf={cfg.export_hf} already holds a model; pick another directory, or pass --overwrite "
+                        f"to replace it")
 
 
-def check_out_dir(cfg, kind, model):  # never overwrite another model's checkpoint
-    ckpt_file = os.path.join(cfg.out_dir, 'ckpt.pt')
-    if kind != 'resume' and os.path.isfile(ckpt_file):
-        old = load_checkpoint(ckpt_file, mmap=True)['model_config']
-        if any(old.get(k) != getattr(model.config, k) for k in SHAPE_KEYS):
-            raise UserError(f"{cfg.out_dir} holds a checkpoint of another model shape; pick another out_dir "
-                            f"or pass init_from=resume to continue it")
-
-
-def resume_state(ckpt, optimizer):  # -> iter_num, best_val_loss
+def resume_state(ckpt, optimizer, scaler=None):  # -> iter_num, best_val_loss
     optimizer.load_state_dict(ckpt['optimizer'])
+    if scaler is not None and scaler.is_enabled() and ckpt.get('scaler'):  # fp16: the loss scale it had reached
+        scaler.load_state_dict(ckpt['scaler'])
     torch.set_rng_state(ckpt['rng']['torch'])
     return ckpt['iter_num'], ckpt['best_val_loss']
 
@@ -518,13 +537,13 @@ def sample(cfg, run, model, meta, splits, iter_num):
     return tokenizer.decode(prompt) + tokenizer.decode(gen)
 
 
-def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val):
+def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val, scaler=None):
     if not run.master:
         return
     obj = dict(model=to_cpu(model.state_dict()), model_config=asdict(model.config),
                train_config=asdict(cfg), tokenizer=meta['tokenizer'], iter_num=iter_num,
                optimizer=to_cpu(optimizer.state_dict()), rng={'torch': torch.get_rng_state()},
-               best_val_loss=best_val)
+               best_val_loss=best_val, scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None)
     save_atomic(obj, os.path.join(cfg.out_dir, 'ckpt.pt'))
 
 
@@ -556,8 +575,15 @@ def main(argv=None):
             raise UserError("device=xla needs torch_xla; install it with pip install -r requirements-xla.txt") from None
         os.environ.setdefault('PJRT_DEVICE', 'TPU')
         import multiprocessing  # a SIGTERM sent to this parent alone reaches the workers, which checkpoint and stop
+        from concurrent.futures.process import BrokenProcessPool
         signal.signal(signal.SIGTERM, lambda sig, _: [os.kill(p.pid, sig) for p in multiprocessing.active_children()])
-        return torch_xla.launch(_xla_worker, args=(cfg,))
+        ctrl_c = []  # Ctrl-C reaches every worker from the terminal; this launcher only counts it and waits
+        signal.signal(signal.SIGINT, lambda sig, _: ctrl_c.append(sig))
+        try:
+            return torch_xla.launch(_xla_worker, args=(cfg,))
+        except BrokenProcessPool:  # a worker ended at once: a second Ctrl-C (runtime.on_signal), or it was killed
+            why = "interrupted twice; stopped at once" if len(ctrl_c) > 1 else "a TPU worker process died (killed, or out of memory?)"
+            raise UserError(f"{why}; the last checkpoint in {cfg.out_dir} is kept") from None
     return train(cfg)
 
 

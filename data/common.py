@@ -16,7 +16,9 @@ import hashlib
 import io
 import json
 import os
+import stat
 import sys
+import tempfile
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +82,74 @@ def run_cli(main):
         sys.exit(1)
 
 
-def check_out_file(path, flag='--out'):
-    """Fail before the work, not after it, when an output file cannot be written where asked."""
-    parent = os.path.dirname(os.path.abspath(path)) if path else None
-    if path and (os.path.isdir(path) or not os.path.isdir(parent)):
+def check_out_file(path, flag='--out', overwrite=False, own=None, what='an earlier output of this command'):
+    """The overwrite rule for one output file, checked before the work, not after it: the file must be
+    writable where asked and, if it exists, be `what` (own(path) -> True) and the user must pass
+    --overwrite. A file of another kind (a checkpoint under --out=...) is never replaced."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(parent):
         raise UserError(f"{flag}={path}: " + ("a directory; name a file" if os.path.isdir(path) else f"no directory {parent} to write it in"))
+    if not os.path.lexists(path):
+        return
+    if not os.path.isfile(path) or (own is not None and not own(path)):
+        raise UserError(f"{flag}={path} exists and is not {what}; it is never replaced: pick another path")
+    if not overwrite:
+        raise UserError(f"{flag}={path} exists; pick another path, or pass --overwrite to replace it")
+
+
+def json_with_keys(*keys):
+    """own() for check_out_file: a JSON object holding these keys (what eval.py / bench.py write)."""
+    def own(path):
+        try:
+            with open(path, encoding='utf-8') as f:
+                obj = json.load(f)
+        except (ValueError, UnicodeDecodeError, OSError):
+            return False
+        return isinstance(obj, dict) and set(keys) <= set(obj)
+    return own
+
+
+def write_atomic(path, write, mode='w'):
+    """write(f) into a temporary file next to path, flushed to disk, then renamed over path: a crash
+    or Ctrl-C never leaves a half-written file, and the old one stays until the new one is whole."""
+    d, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=d)
+    try:
+        with os.fdopen(fd, mode, **({'encoding': 'utf-8'} if 'b' not in mode else {})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, obj):
+    write_atomic(path, lambda f: json.dump(obj, f, indent=1))
+
+
+KINDS = {str: 'a string', int: 'an integer', 'id': 'an integer or a string', 'strings': 'a list of strings'}
+
+
+def check_record(rec, where, fix, required=(), optional=()):
+    """A record read from a file (e.g. one JSONL line), checked field by field: required and optional
+    are ((name, kind), ...) with kind str, int, 'id' (int or str) or 'strings' (a list of str)."""
+    if not isinstance(rec, dict):
+        raise UserError(f"{where}: a JSON {type(rec).__name__}, not an object; {fix}")
+    for (name, kind), need in [(f, True) for f in required] + [(f, False) for f in optional]:
+        if name not in rec:
+            if need:
+                raise UserError(f"{where}: no field {name!r}; {fix}")
+            continue
+        v = rec[name]
+        ok = (isinstance(v, list) and all(isinstance(t, str) for t in v) if kind == 'strings' else
+              isinstance(v, (int, str)) if kind == 'id' else isinstance(v, kind)) and not isinstance(v, bool)
+        if not ok:
+            raise UserError(f"{where}: {name!r} must be {KINDS[kind]}, got {type(v).__name__} {str(v)[:40]!r}; {fix}")
+    return rec
 
 
 def split_list(s):
@@ -116,6 +181,8 @@ def read_source(path, on_decode_error='skip'):
     """Text of a source file, or (None, reason) if it must be skipped.
     .py files are decoded as Python does (PEP 263 coding cookie, UTF-8 otherwise); other files
     as UTF-8. Undecodable files are skipped, or decoded with U+FFFD if on_decode_error='replace'."""
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a named pipe or a device would block or never end
+        return None, 'special'
     raw = Path(path).read_bytes()
     if b'\x00' in raw:
         return None, 'binary'
@@ -141,10 +208,13 @@ def file_docs(files, stats, max_file_kb=512, on_decode_error='skip'):
     seen = set()
     for rel, path in files:
         try:
-            size = os.path.getsize(path)
+            st = os.stat(path)
+            size = st.st_size
         except OSError:
-            size = None
-        if size is None or not os.access(path, os.R_OK):
+            st = size = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            reason, text = 'special', None  # named pipes, sockets, devices: never opened
+        elif size is None or not os.access(path, os.R_OK):
             reason, text = 'unreadable', None
         elif size > max_file_kb * 1024:
             reason, text = 'too_large', None  # e.g. pydoc_data/topics.py: 750 kB of generated text
@@ -200,14 +270,43 @@ def token_dtype(vocab_size):
     return 'uint16' if vocab_size <= 2**16 else 'uint32'
 
 
+DATASET_FILES = ('meta.json', 'train.bin', 'val.bin', 'train_index.npy', 'val_index.npy', 'train.jsonl', 'val.jsonl')
+IDENTITY = ('kind', 'tokenizer', 'source', 'roots', 'input', 'stdlib', 'skip_tests', 'ext')  # what a dataset is made of
+
+
+def check_dataset_dir(out_dir, meta, overwrite=False):
+    """The overwrite rule for datasets, before any work: out_dir may hold no dataset, or the same one
+    (same kind, tokenizer and sources: a rebuild), or with --overwrite any other one."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f'--out_dir={out} is a file; pass a directory')
+    found = [f for f in DATASET_FILES if (out / f).exists()]
+    if not found or overwrite:
+        return
+    old = None
+    if (out / 'meta.json').is_file():
+        try:
+            old = json.loads((out / 'meta.json').read_text(encoding='utf-8'))
+        except (ValueError, UnicodeDecodeError):
+            pass
+    if not isinstance(old, dict):
+        raise UserError(f'{out} holds dataset files ({", ".join(found)}) without a readable meta.json; '
+                        f'pass another --out_dir, or --overwrite to replace them')
+    differ = [k for k in IDENTITY if old.get(k) != meta.get(k)]
+    if differ:
+        k = differ[0]
+        raise UserError(f'{out} holds another dataset ({k} {old.get(k)!r}, this one {meta.get(k)!r}); '
+                        f'pass another --out_dir, or --overwrite to replace it')
+
+
 class Staging:
     """Write files under temporary names in out_dir; commit() renames them all into place (meta.json
-    last), leaving the context without commit() deletes them."""
+    last) and removes the dataset files it did not write (an SFT index under a pre-training set would
+    make a mixed directory); leaving the context without commit() deletes them."""
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, meta, overwrite=False):
+        check_dataset_dir(out_dir, meta, overwrite)
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise UserError(f'--out_dir {self.out_dir} is a file; pass a directory')
         self.created = not self.out_dir.exists()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.tmp = {}
@@ -220,6 +319,10 @@ class Staging:
         self.path(name).write_text(text, encoding='utf-8')
 
     def commit(self):
+        (self.out_dir / 'meta.json').unlink(missing_ok=True)  # no meta.json vouches for a half-replaced set
+        for name in DATASET_FILES:
+            if name not in self.tmp:
+                (self.out_dir / name).unlink(missing_ok=True)
         names = sorted(self.tmp, key=lambda n: n == 'meta.json')  # meta.json last: it vouches for the rest
         for name in names:
             os.replace(self.tmp.pop(name), self.out_dir / name)
@@ -260,16 +363,16 @@ def check_val_frac(val_frac):
         raise UserError(f'--val_frac must be between 0 and 1, got {val_frac}')
 
 
-def write_corpus(docs, out_dir, tok, val_frac=0.03, info=None, total=None, desc='tokenizing'):
+def write_corpus(docs, out_dir, tok, val_frac=0.03, info=None, total=None, desc='tokenizing', overwrite=False):
     """Tokenise docs, an iterable of (split_key, text), into out_dir/{train,val}.bin + meta.json.
     Each document becomes tok.encode(text) + [eos]. Returns the meta dict."""
     check_val_frac(val_frac)
-    meta = dict(kind='pretrain', **tokenizer_meta(tok))
+    meta = dict(kind='pretrain', **tokenizer_meta(tok), **(info or {}))
     dtype = np.dtype(meta['dtype'])
     ndocs, ntok = dict(train=0, val=0), dict(train=0, val=0)
     # the train doc nearest to val and the val doc nearest to train, moved across if a split ends empty
     edge = dict(train=(2.0, 0, 0), val=(-1.0, 0, 0))
-    with Staging(out_dir) as st:
+    with Staging(out_dir, meta, overwrite) as st:
         files = {s: open(st.path(f'{s}.bin'), 'wb') for s in ('train', 'val')}
         try:
             for key, text in tqdm(docs, total=total, desc=desc, unit='doc'):
@@ -296,7 +399,7 @@ def write_corpus(docs, out_dir, tok, val_frac=0.03, info=None, total=None, desc=
                 arr[a:b].tofile(st.tmp[f'{dst}.bin'])
                 ndocs[src], ndocs[dst], ntok[src], ntok[dst] = ndocs[src] - 1, 1, ntok[src] - (b - a), b - a
         meta.update(val_frac=val_frac, train_docs=ndocs['train'], val_docs=ndocs['val'],
-                    train_tokens=ntok['train'], val_tokens=ntok['val'], **(info or {}))
+                    train_tokens=ntok['train'], val_tokens=ntok['val'])
         st.write_text('meta.json', json.dumps(meta, indent=2) + '\n')
         st.commit()
     return meta
@@ -305,16 +408,34 @@ def write_corpus(docs, out_dir, tok, val_frac=0.03, info=None, total=None, desc=
 # -----------------------------------------------------------------------------
 # reading back (train.py)
 
+META_FIELDS = dict(tokenizer=str, vocab_size=int, mask_id=int, eos_id=int, pad_id=int, dtype=str)
+
+
 def load_meta(data_dir):
-    """meta.json of a prepared dataset directory, as a dict."""
+    """meta.json of a prepared dataset directory, as a dict, checked field by field."""
     path = Path(data_dir) / 'meta.json'
     if not path.is_file():
         raise UserError(f'no dataset at {data_dir} (missing meta.json); '
                         'run python data/pycode/prepare.py (or data/prepare_custom.py) first')
     try:
-        return json.loads(path.read_text(encoding='utf-8'))
-    except json.JSONDecodeError:
+        meta = json.loads(path.read_text(encoding='utf-8'))
+    except (ValueError, UnicodeDecodeError):
         raise UserError(f'{path} is corrupt; rerun the prepare script that made it') from None
+    if not isinstance(meta, dict):
+        raise UserError(f'{path} holds a {type(meta).__name__}, not a JSON object; rerun the prepare script that made it')
+    for key, kind in META_FIELDS.items():
+        v = meta.get(key)
+        if type(v) is not kind or (kind is int and v < 0):
+            got = 'nothing' if key not in meta else repr(v)
+            raise UserError(f'{path}: {key!r} must be a {"non-negative int" if kind is int else kind.__name__}, '
+                            f'got {got}; rerun the prepare script that made it')
+    for key, known in (('dtype', ('uint16', 'uint32')), ('kind', ('pretrain', 'sft'))):
+        if meta.get(key, 'pretrain') not in known:
+            raise UserError(f"{path}: {key} {meta[key]!r} is unknown (use {' or '.join(known)}); rerun the prepare script")
+    for key in ('train_tokens', 'val_tokens'):
+        if key in meta and (type(meta[key]) is not int or meta[key] < 0):
+            raise UserError(f'{path}: {key!r} must be a non-negative int, got {meta[key]!r}; rerun the prepare script')
+    return meta
 
 
 def load_tokens(data_dir, split, meta=None):

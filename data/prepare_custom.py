@@ -30,11 +30,12 @@ DEFAULTS = dict(
     val_frac=0.03,
     max_file_kb=1024,       # directory input: skip larger files
     on_decode_error='skip', # skip | replace
+    overwrite=False,        # replace a dataset made from other sources or another tokenizer in out_dir
 )
 
 
 def prepare_custom(input, out_dir, tokenizer='bytes', ext='.py', text_field='text', key_field='', val_frac=0.03,
-                   max_file_kb=1024, on_decode_error='skip'):
+                   max_file_kb=1024, on_decode_error='skip', overwrite=False):
     """Tokenise a directory or JSONL file into out_dir; returns the meta dict."""
     if not input or not out_dir:
         raise UserError('--input and --out_dir are required; e.g. --input=~/src --out_dir=data/mine')
@@ -49,6 +50,8 @@ def prepare_custom(input, out_dir, tokenizer='bytes', ext='.py', text_field='tex
         skipped = info['skipped'] = {}
         docs, total = file_docs(files, skipped, max_file_kb, on_decode_error), len(files)
         info.update(ext=exts, files_found=len(files))
+    elif os.path.exists(input) and not os.path.isfile(input):
+        raise UserError(f'--input {input} is not a regular file (a named pipe or a device?); pass a directory or a .jsonl file')
     elif os.path.isfile(input):
         if not input.endswith(('.jsonl', '.jsonl.gz', '.json')):
             raise UserError(f'{input} is neither a directory nor a .jsonl file; pass one of those with --input')
@@ -56,7 +59,7 @@ def prepare_custom(input, out_dir, tokenizer='bytes', ext='.py', text_field='tex
         info.update(text_field=text_field, key_field=key_field)
     else:
         raise UserError(f'--input {input} does not exist; pass a directory or a .jsonl file')
-    return write_corpus(docs, out_dir, tok, val_frac, info, total=total, desc='custom')
+    return write_corpus(docs, out_dir, tok, val_frac, info, total=total, desc='custom', overwrite=overwrite)
 
 
 def main(argv):

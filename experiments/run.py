@@ -28,8 +28,8 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from data.common import parse_args, run_cli  # noqa: E402
-from model import UserError  # noqa: E402
+from data.common import check_ranges, parse_args, run_cli, write_atomic, write_json  # noqa: E402
+from model import UserError, load_checkpoint  # noqa: E402
 
 # the toy runs (2500 iterations x 32 x 128 byte tokens, seed 1337); block runs take batch 16: their
 # [x_t ; x_0] layout doubles the tokens per forward, so batch 16 costs the FLOPs of batch 32 elsewhere
@@ -45,7 +45,36 @@ RUNS = {
     'strong': ('out-toy-strong', ['--masking=custom', '--s1_prob=0.2', '--s3_prob=0.25', '--out_dir=out-toy-strong']),
 }
 DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=1033, n_frontier=50, eval_batches=10,
-                hole_length=32, sampler='', logs_only=False, only='', out_dir=os.path.join(REPO, 'experiments', 'results'))
+                hole_length=32, sampler='', logs_only=False, only='', overwrite=False,
+                out_dir=os.path.join(REPO, 'experiments', 'results'))
+RANGES = dict(threads='[1, inf)', n_infill='[1, inf)', n_he='[1, inf)', n_frontier='[1, inf)', eval_batches='[1, inf)',
+              hole_length='[0, inf)')
+
+
+def read_checkpoint(path):
+    """A run's ckpt.pt (model.load_checkpoint: a damaged file is one error line), with its iteration and config."""
+    ck = load_checkpoint(os.path.join(path, 'ckpt.pt'), mmap=True)
+    tc = ck.get('train_config')
+    if not isinstance(ck.get('iter_num'), int) or not isinstance(tc, dict) or not isinstance(tc.get('max_iters'), int):
+        raise UserError(f"{path}/ckpt.pt has no iter_num / train_config; pass a train.py out_dir under --runs")
+    return ck
+
+
+def read_log(path):
+    """The records of a run's log.jsonl, each checked: a JSON object with an integer iter and numbers."""
+    recs = []
+    with open(path, encoding='utf-8', errors='replace') as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if not (isinstance(rec, dict) and isinstance(rec.get('iter'), int) and all(
+                    isinstance(rec.get(k, 0.0), (int, float)) for k in ('loss', 'val_loss', 'val_bpb'))):
+                raise UserError(f"{path} line {lineno} is not a train.py log record (JSON with iter, loss ...); "
+                                f"the log is damaged: retrain the run, or remove it from --runs")
+            recs.append(rec)
+    return recs
 
 
 def find_run(cfg, name):
@@ -55,8 +84,7 @@ def find_run(cfg, name):
         path = os.path.join(root, out)
         log = os.path.join(path, 'log.jsonl')
         if os.path.isfile(os.path.join(path, 'ckpt.pt')) and os.path.isfile(log):
-            import torch
-            ck = torch.load(os.path.join(path, 'ckpt.pt'), map_location='cpu', weights_only=True, mmap=True)
+            ck = read_checkpoint(path)
             if ck['iter_num'] >= ck['train_config']['max_iters'] or cfg['partial']:  # --partial: smoke tests only
                 return path
             print(f"{name}: {path} is at iteration {ck['iter_num']} of {ck['train_config']['max_iters']}; skipped")
@@ -74,7 +102,7 @@ def log_curve(cfg, name):
     for root in cfg['runs'].split(','):
         log = os.path.join(root, RUNS[name][0], 'log.jsonl')
         if os.path.isfile(log):
-            return [(r['iter'], r['val_bpb']) for r in map(json.loads, open(log)) if 'val_bpb' in r]
+            return [(r['iter'], r['val_bpb']) for r in read_log(log) if 'val_bpb' in r]
     return None
 
 
@@ -94,13 +122,18 @@ def evaluate(cfg, *args):
 
 
 def save(cfg, name, result, plot=None, panels=1):
-    if not result.get('rows', True):  # never replace measured results with an empty table
+    """Write <name>.json and .png atomically; never an empty table, and never one smaller (fewer rows or runs)
+    than the table already there unless --overwrite."""
+    if not size(result):
         raise UserError(f"{name}: no finished run found under --runs={cfg['runs']}; nothing written "
                         f"(train the runs named above, or pass --train)")
     os.makedirs(cfg['out_dir'], exist_ok=True)
     path = os.path.join(cfg['out_dir'], f'{name}.json')
-    with open(path, 'w') as f:
-        json.dump(result, f, indent=1)
+    old = size(published(path)) if os.path.isfile(path) else 0
+    if size(result) < old and not cfg['overwrite']:
+        raise UserError(f"{name}: {path} holds {old} rows/runs, this one {size(result)}; nothing written (find the "
+                        f"missing runs with --runs, or pass --overwrite to replace the table)")
+    write_json(path, result)
     print(f"wrote {path}")
     if plot is None:
         return
@@ -113,7 +146,7 @@ def save(cfg, name, result, plot=None, panels=1):
     fig, ax = plt.subplots(1, panels, figsize=(6 * panels, 4))
     plot(ax)
     fig.tight_layout()
-    fig.savefig(os.path.join(cfg['out_dir'], f'{name}.png'), dpi=100)
+    write_atomic(os.path.join(cfg['out_dir'], f'{name}.png'), lambda f: fig.savefig(f, dpi=100, format='png'), 'wb')
     plt.close(fig)
 
 
@@ -283,10 +316,9 @@ def bars(ax, rows, key, ylabel):
 
 
 def train_info(path):
-    import torch
-    ck = torch.load(os.path.join(path, 'ckpt.pt'), map_location='cpu', weights_only=True, mmap=True)
+    ck = read_checkpoint(path)
     tc = ck['train_config']
-    recs = [json.loads(l) for l in open(os.path.join(path, 'log.jsonl'))]
+    recs = read_log(os.path.join(path, 'log.jsonl'))
     val = [r for r in recs if 'val_bpb' in r]
     tokens = ck['iter_num'] * tc['batch_size'] * tc['seq_len'] * tc['grad_accum']
     # forward tokens per step: the block objective runs [x_t ; x_0], twice the sequence
@@ -317,7 +349,24 @@ def find_only(cfg, name):
 def previous_rows(cfg, name):
     """--logs_only: keep the evaluated rows of the last run of this table, refresh only the training-log part."""
     path = os.path.join(cfg['out_dir'], f'{name}.json')
-    return json.load(open(path))['rows'] if os.path.isfile(path) else []
+    return published(path).get('rows', []) if os.path.isfile(path) else []
+
+
+def published(path):
+    """A results table written by save(), or a UserError naming the file."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            table = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not a results table ({str(e)[:60]}); restore it (git checkout) or move it away") from None
+    if not isinstance(table, dict) or not isinstance(table.get('rows', []), list):
+        raise UserError(f"{path} is not a results table (no list of rows); restore it (git checkout) or move it away")
+    return table
+
+
+def size(table):
+    """How much a table holds: the entries of its lists and dicts (rows, runs of its curves, arms ...)."""
+    return sum(len(v) for v in table.values() if isinstance(v, (list, dict)))
 
 
 def table_blocks(cfg):
@@ -505,7 +554,7 @@ def table_curves(cfg):
             continue
         info = train_info(path)
         per_iter = info['forward_tokens'] / max(1, info['iters'])
-        curves[name] = [(r['iter'] * per_iter, r['val_bpb']) for r in map(json.loads, open(os.path.join(path, 'log.jsonl')))
+        curves[name] = [(r['iter'] * per_iter, r['val_bpb']) for r in read_log(os.path.join(path, 'log.jsonl'))
                         if 'val_bpb' in r]
     out = dict(curves=curves, vs_ar={})
     if 'ar' in curves:
@@ -513,7 +562,7 @@ def table_curves(cfg):
         # (the multiple is then a lower bound). AR's training loss (one epoch: an estimate of its val NLL),
         # logged every 10 iterations and averaged over 5 records, resolves the early part of its curve
         path = find_run(cfg, 'ar')
-        recs = [json.loads(l) for l in open(os.path.join(path, 'log.jsonl'))]
+        recs = read_log(os.path.join(path, 'log.jsonl'))
         per_iter = train_info(path)['train_tokens'] / max(1, train_info(path)['iters'])
         smooth = [(recs[i]['iter'] * per_iter, sum(r['loss'] for r in recs[i - 2:i + 3]) / 5 / math.log(2))
                   for i in range(2, len(recs) - 2)]
@@ -552,6 +601,7 @@ def main(argv):
     if not argv or argv[0] not in (*TABLES, 'all'):
         raise UserError(f"name a table: {', '.join(TABLES)} or all (python experiments/run.py infill --runs=DIR)")
     cfg = parse_args(argv[1:], DEFAULTS, __doc__)
+    check_ranges(cfg, RANGES, DEFAULTS)
     import torch
     torch.set_num_threads(cfg['threads'])
     os.chdir(REPO)  # eval.py resolves dataset names under data/

@@ -127,14 +127,14 @@ def test_failed_run_keeps_existing_dataset(corpus, tmp_path):
         yield 'a.py', 'x = 1\n'
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        write_corpus(docs(), out, BYTES)
+        write_corpus(docs(), out, BYTES, overwrite=True)
     write(str(tmp_path / 'one'), 'only.py', 'x = 1\n')
     with pytest.raises(UserError, match='at least 2'):
-        prepare(roots=[str(tmp_path / 'one')], out_dir=out, stdlib=False)
+        prepare(roots=[str(tmp_path / 'one')], out_dir=out, stdlib=False, overwrite=True)
     with pytest.raises(UserError, match='no .py files'):
-        prepare(roots=[str(tmp_path / 'out')], out_dir=out, stdlib=False)
+        prepare(roots=[str(tmp_path / 'out')], out_dir=out, stdlib=False, overwrite=True)
     with pytest.raises(UserError, match='not a directory'):
-        prepare(roots=[str(tmp_path / 'missing')], out_dir=out, stdlib=False)
+        prepare(roots=[str(tmp_path / 'missing')], out_dir=out, stdlib=False, overwrite=True)
     with pytest.raises(UserError, match='val_frac'):
         prepare(roots=[corpus], out_dir=out, stdlib=False, val_frac=0)
     assert {f: open(os.path.join(out, f), 'rb').read() for f in os.listdir(out)} == before
@@ -228,7 +228,7 @@ def test_sft_prepare_tokenised_form(tmp_path):
     assert sources == {'train': {'mod1.py'}, 'val': {'mod2.py'}}  # split by source file
     assert '`fetch(url, *, timeout=10)`' in open(os.path.join(out, 'val.jsonl')).read()
     with pytest.raises(UserError, match='at least 2'):
-        prepare_sft(roots=[os.path.join(root, 'test')], out_dir=out, stdlib=False, skip_tests=False)
+        prepare_sft(roots=[os.path.join(root, 'test')], out_dir=out, stdlib=False, skip_tests=False, overwrite=True)
     assert load_meta(out) == meta  # the failed run left the dataset alone
     prepare(roots=[root], out_dir=str(tmp_path / 'pt'), stdlib=False)
     with pytest.raises(UserError, match='not an SFT'):
@@ -256,10 +256,10 @@ def test_prepare_custom_jsonl_and_dir(tmp_path):
     bad = tmp_path / 'bad.jsonl'
     bad.write_text('{"text": "ok"}\n{"content": "no text field"}\n')
     with pytest.raises(UserError, match='line 2 has no string field'):
-        prepare_custom(str(bad), str(tmp_path / 'o'))
+        prepare_custom(str(bad), str(tmp_path / 'o'), overwrite=True)
     bad.write_text('{"text": "ok"}\n{oops\n')
     with pytest.raises(UserError, match='line 2 is not valid JSON'):
-        prepare_custom(str(bad), str(tmp_path / 'o'))
+        prepare_custom(str(bad), str(tmp_path / 'o'), overwrite=True)
     assert load_meta(tmp_path / 'o')['key_field'] == 'path'  # the earlier dataset is untouched
 
 

@@ -258,10 +258,10 @@ def test_bad_inputs_in_process(data, tmp_path):
     with pytest.raises(UserError, match='does not fit'):
         train.main(argv(out_dir=tmp_path / 'x', objective='sft', dataset=data / 'pycode'))
     assert not (tmp_path / 'x').exists()
-    # a checkpoint of another shape is never overwritten
+    # a run's checkpoint is never overwritten by another run (of another shape here)
     run(data, tmp_path / 'o', max_iters=2)
     before = (tmp_path / 'o' / 'ckpt.pt').read_bytes()
-    with pytest.raises(UserError, match='another model shape.*init_from=resume'):
+    with pytest.raises(UserError, match='already holds a run.*init_from=resume'):
         run(data, tmp_path / 'o', max_iters=2, model='toy')
     assert (tmp_path / 'o' / 'ckpt.pt').read_bytes() == before
     # weights of a run whose tokenizer is not the dataset's

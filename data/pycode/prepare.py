@@ -37,6 +37,7 @@ DEFAULTS = dict(
     val_frac=0.03,          # fraction of files (by hash of their path) held out for validation
     max_file_kb=512,        # skip larger files (generated data such as pydoc_data/topics.py)
     on_decode_error='skip', # skip | replace: what to do with a file that cannot be decoded
+    overwrite=False,        # replace a dataset made from other sources or another tokenizer in out_dir
 )
 
 
@@ -55,7 +56,7 @@ def find_files(roots=(), stdlib=True, skip_tests=False, exts=('.py',)):
 
 
 def prepare(roots=(), out_dir=HERE, tokenizer='bytes', val_frac=0.03, stdlib=True, skip_tests=False,
-            max_file_kb=512, on_decode_error='skip'):
+            max_file_kb=512, on_decode_error='skip', overwrite=False):
     """Build the corpus; returns the meta dict also written to out_dir/meta.json."""
     tok = get_tokenizer(tokenizer)
     roots = split_list(roots)
@@ -66,7 +67,7 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', val_frac=0.03, stdlib=Tru
     docs = file_docs(files, skipped, max_file_kb, on_decode_error)
     info = dict(source='pycode', roots=([stdlib_dir()] if stdlib else []) + [os.path.abspath(r) for r in roots],
                 skip_tests=skip_tests, files_found=len(files), skipped=skipped)
-    return write_corpus(docs, out_dir, tok, val_frac, info, total=len(files), desc='pycode')
+    return write_corpus(docs, out_dir, tok, val_frac, info, total=len(files), desc='pycode', overwrite=overwrite)
 
 
 def main(argv):

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from data.common import (UserError, Staging, check_ranges, check_val_frac, get_tokenizer, hash_unit,  # noqa: E402
+from data.common import (UserError, Staging, check_dataset_dir, check_ranges, check_val_frac, get_tokenizer, hash_unit,  # noqa: E402
                          parse_args, read_source, run_cli, split_list, tokenizer_meta)
 from data.pycode.prepare import find_files  # noqa: E402
 
@@ -48,6 +48,7 @@ DEFAULTS = dict(
     max_doc=2000,
     max_len=512,         # drop examples longer than this many tokens (prompt + response + eos)
     val_frac=0.05,       # fraction of source files held out
+    overwrite=False,     # replace a dataset made from other sources or another tokenizer in out_dir
 )
 TEMPLATES = (
     'Write {subject} that does the following.\n\n{doc}',
@@ -110,13 +111,16 @@ def tokenize_example(tok, prompt, response):
 
 
 def prepare(roots=(), out_dir=HERE, tokenizer='bytes', stdlib=True, skip_tests=True, methods=True, private=False,
-            fence=True, min_doc=20, max_doc=2000, max_len=512, val_frac=0.05):
+            fence=True, min_doc=20, max_doc=2000, max_len=512, val_frac=0.05, overwrite=False):
     """Build the SFT set; returns the meta dict also written to out_dir/meta.json."""
     check_val_frac(val_frac)
     if max_len < 2:
         raise UserError(f'--max_len must be at least 2, got {max_len}')
     tok = get_tokenizer(tokenizer)
     roots = split_list(roots)
+    meta = dict(kind='sft', **tokenizer_meta(tok), max_len=max_len, val_frac=val_frac, source='pycode_sft',
+                roots=[os.path.abspath(r) for r in roots], stdlib=stdlib)
+    check_dataset_dir(out_dir, meta, overwrite)  # before the work, not after it
     files = find_files(roots, stdlib, skip_tests)
     if not files:
         raise UserError('no .py files found; pass --roots=DIR with Python sources (or keep --stdlib=true)')
@@ -149,9 +153,8 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', stdlib=True, skip_tests=T
         val = {min(by_file, key=u.get)}
     if len(val) == len(by_file):
         val.remove(max(by_file, key=u.get))
-    meta = dict(kind='sft', **tokenizer_meta(tok), max_len=max_len, val_frac=val_frac)
     dtype = np.dtype(meta['dtype'])
-    with Staging(out_dir) as st:
+    with Staging(out_dir, meta, overwrite) as st:
         for split in ('train', 'val'):
             examples = [ex for rel in sorted(by_file) if (rel in val) == (split == 'val') for ex in by_file[rel]]
             lens = np.array([len(ids) for _, ids, _ in examples], dtype=np.int64)
@@ -163,8 +166,7 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', stdlib=True, skip_tests=T
             st.write_text(f'{split}.jsonl', ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r, _, _ in examples))
             meta.update({f'{split}_examples': len(examples), f'{split}_tokens': int(lens.sum()),
                          f'{split}_files': sum((rel in val) == (split == 'val') for rel in by_file)})
-        meta.update(source='pycode_sft', roots=[os.path.abspath(r) for r in roots], stdlib=stdlib, methods=methods,
-                    fence=fence, skipped=stats)
+        meta.update(methods=methods, fence=fence, skipped=stats)
         st.write_text('meta.json', json.dumps(meta, indent=2) + '\n')
         st.commit()
     return meta
