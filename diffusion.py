@@ -420,7 +420,7 @@ def training_loss(model, x0, *, objective, opts, progress, step, generator=None,
         scale = 1 / norm
     if opts.varlen_rate > 0:  # DreamOn rows replace some of the rows above (varlen.py)
         from varlen import varlen_rows
-        x0, xt, weight, scale = varlen_rows(x0, xt, weight, scale, opts=opts, step=step, mask_id=mask_id,
+        x0, xt, weight, scale, _ = varlen_rows(x0, xt, weight, scale, opts=opts, step=step, mask_id=mask_id,
                                             expand_id=expand_id, delete_id=pad_id, eos_id=eos_id,
                                             prompt_len=prompt_len, generator=generator)
     # = sum_i weight_i CE_i * scale over the scored rows only (the others have weight 0)

@@ -80,7 +80,8 @@ def varlen_row(row, lo, hi, t, u, *, opts, mask_id, expand_id, delete_id):
 def varlen_rows(x0, xt, weight, scale, *, opts, step, mask_id, expand_id, delete_id, eos_id, prompt_len, generator):
     """Replace a fraction varlen_rate of the rows by varlen_row rows. The hole lies in one document:
     mdm, the one holding a uniformly drawn position (documents end at eos_id); sft, the answer (from
-    prompt_len to its first pad). A replaced row's loss is sum weight * CE / n, 1/B of the batch's."""
+    prompt_len to its first pad). A replaced row's loss is sum weight * CE / n, 1/B of the batch's.
+    Returns (x0, xt, weight, scale (B, 1), picked (B,) bool: the rows replaced)."""
     (B, L), dev = x0.shape, x0.device
     pick = (torch.rand(B, generator=generator) < opts.varlen_rate).tolist()
     t, _ = noise_level(B, opts, step, generator, 'cpu')
@@ -101,7 +102,7 @@ def varlen_rows(x0, xt, weight, scale, *, opts, step, mask_id, expand_id, delete
         xt[b], x0[b] = torch.tensor(inp), torch.tensor(tgt)
         weight[b] = torch.tensor(w, dtype=weight.dtype)
         scale[b] = 1 / (max(n, 1) * B)
-    return x0, xt, weight, scale
+    return x0, xt, weight, scale, torch.tensor(pick)
 
 
 
