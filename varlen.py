@@ -105,7 +105,6 @@ def varlen_rows(x0, xt, weight, scale, *, opts, step, mask_id, expand_id, delete
     return x0, xt, weight, scale, torch.tensor(pick)
 
 
-
 # -----------------------------------------------------------------------------
 # sampling: a canvas that grows and shrinks
 
