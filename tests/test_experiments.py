@@ -153,7 +153,7 @@ def test_varlen_table_rows(runs, tmp_path, monkeypatch):
     rows = out['rows']
     assert [(r['run'], r['fill'], r['task']) for r in rows] == want and out['max_hole'] == 64
     for r in rows:
-        assert r['tasks'] == 2 and r['length_error'] >= 0 and r['tokens_per_forward'] > 0
+        assert r['tasks'] == 2 and r['length_error'] >= 0 and r['tokens_per_forward'] >= 0  # 0: every hole emptied
         assert (r['hole_length'] == 'variable') == r['fill'].endswith('(variable)')
         assert ('pass@1' in r) == (r['task'] == 'humaneval_infill')
     assert [r['canvas'] for r in rows[:3]] == [4, 16, 64]
