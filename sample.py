@@ -169,7 +169,7 @@ def canvas_segments(tok, frames, prompt, suffix, mask_id, n):
         segs = [(tok.decode(prompt), 'prompt')] + [
             ('\u2591', 'mask') if t == mask_id else (tok.decode([t]), 'new' if s > last else 'old')
             for t, s in zip(canvas, born)] + [(tok.decode(suffix), 'prompt')]
-        out.append((f"forward {nfe}: {len(canvas)} slots", segs))
+        out.append((f"forward {nfe}: {len(canvas)} slot{'s' * (len(canvas) != 1)}", segs))
         last = nfe
     return out
 
