@@ -7,9 +7,9 @@ A masked slot gets two outcomes beyond an ordinary token:
   delete         the slot goes away; its target is <|endoftext|> = pad_id (docs/tokenizers.md)
 
 Training (varlen_rows, called by diffusion.training_loss when varlen_rate > 0): a row's document is
-cut into prefix | middle | suffix (diffusion.fim_cut, the FIM cut); the middle gets D ~ U{0..64} delete
-targets, is masked at rate t (the deletes always), and adjacent masked pairs are merged into one mask
-whose target is <|expand|> with probability
+cut into prefix | middle | suffix (diffusion.fim_cut, the FIM cut); the middle gets D ~ U{0..max_delete}
+delete targets (max_delete = 64, bounded by the row), is masked at rate t (the deletes always), and
+adjacent masked pairs are merged into one mask whose target is <|expand|> with probability
 
   p = merge_prob (1 - masked / |middle|)   ('dynamic_inverse'),  or merge_prob in 40% of rows ('static').
 
