@@ -7,6 +7,9 @@ Training objectives and likelihood bounds of nanoCoDA, each next to the formula 
   sft    masked diffusion on the answer only (LLaDA / CoDA instruction tuning)
   ar     next-token cross-entropy (the causal baseline), optionally on fill-in-the-middle
          rearranged documents (Bavarian et al. 2022): the AR model that can infill
+  varlen (an option of mdm and sft, varlen_rate > 0) DreamOn's variable-length infilling rows:
+         the middle of a FIM cut is padded with delete targets and pairs of its masks are merged
+         into one mask whose target is <|expand|>
 
 Logit-shift convention (decided once, here; training, ELBO and the sampler all use it):
 model(idx) returns RAW logits, row i computed at position i. predict() returns ALIGNED logits:
@@ -91,6 +94,10 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
     edit_rate: float = 0.1           # max edit operations as a fraction of the editable length
     fim_rate: float = 0.0            # objective=ar: fraction of documents rearranged for FIM (Bavarian: 0.5-0.9)
     fim_spm_rate: float = 0.0        # of those, the fraction in SPM order (else PSM)
+    varlen_rate: float = 0.0         # mdm / sft: fraction of rows made DreamOn variable-length infilling rows
+    max_delete: int = 64             # varlen: at most this many delete targets after the middle
+    merge_prob: float = 0.5          # varlen: probability that a pair of adjacent masks becomes one <|expand|>
+    merge_static: float = 0.4        # varlen: fraction of rows using merge_prob as is (else scaled by 1 - masked fraction)
     attn_anneal_iters: int = 0       # AR adaptation (DiffuLLaMA): attention opens from causal to bidirectional over these steps
     block_schedule: str = ''         # objective=block (LLaDA 2.0): 'size@progress,...', e.g. '1@0,4@0.1,128@0.3,4@0.8'
 
@@ -99,9 +106,12 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
             raise UserError(f"masking={self.masking!r} is unknown; use none, pretrain, midtrain or custom")
         if self.mask_schedule not in ('constant', 'linear'):
             raise UserError(f"mask_schedule={self.mask_schedule!r} is unknown; use constant or linear")
-        for k in ('s1_prob', 's2_prob', 's3_prob', 'edit_rate', 'fim_rate', 'fim_spm_rate'):
+        for k in ('s1_prob', 's2_prob', 's3_prob', 'edit_rate', 'fim_rate', 'fim_spm_rate', 'varlen_rate',
+                  'merge_prob', 'merge_static'):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise UserError(f"{k}={getattr(self, k)} is not a probability; use a value in [0, 1]")
+        if self.max_delete < 0:
+            raise UserError(f"max_delete={self.max_delete} is negative; use 0 or more delete targets")
         block_sizes(self)
         block_schedule(self)
 
@@ -274,6 +284,12 @@ def edit_corrupt(x, editable, rate, vocab_size, fill_id, generator=None):
 # -----------------------------------------------------------------------------
 # fill-in-the-middle for the AR baseline (Bavarian et al. 2022, arXiv 2207.14255)
 
+def fim_cut(n, a, b):
+    """The FIM cut of a document of n tokens from two uniform draws a, b in [0, 1): i <= j in 0..n."""
+    i, j = sorted((int(a * (n + 1)), int(b * (n + 1))))
+    return i, j
+
+
 def fim_document(doc, i, j, fim_ids, spm=False):
     """Cut doc (a token list) at i <= j into prefix, middle, suffix and rearrange it:
       PSM  <PRE> prefix <SUF> suffix <MID> middle
@@ -302,7 +318,7 @@ def fim_transform(x, *, eos_id, fim_ids, rate, spm_rate, generator=None):
             if doc:
                 apply, spm, a, b = torch.rand(4, generator=generator).tolist()
                 if apply < rate:
-                    i, j = sorted((int(a * (len(doc) + 1)), int(b * (len(doc) + 1))))
+                    i, j = fim_cut(len(doc), a, b)
                     doc = fim_document(doc, i, j, fim_ids, spm=spm < spm_rate)
             new += doc + row[end:end + 1]  # the document's EOS, if the window holds it
             start = end + 1
@@ -390,8 +406,10 @@ def mask_id_of(model):
 NEEDS = {'mdm': ('bidirectional',), 'sft': ('bidirectional', 'block'), 'block': ('block',), 'ar': ('causal',)}
 
 
-def training_loss(model, x0, *, objective, opts, progress, step, generator=None, prompt_len=None, pad_id=None):
-    """One micro-batch loss -> (loss, info). info holds detached 0-dim tensors (call .item() at log time)."""
+def training_loss(model, x0, *, objective, opts, progress, step, generator=None, prompt_len=None, pad_id=None,
+                  eos_id=None, expand_id=None):
+    """One micro-batch loss -> (loss, info). info holds detached 0-dim tensors (call .item() at log time).
+    varlen_rate > 0 (mdm, sft) needs eos_id, expand_id and pad_id (the delete target)."""
     cfg, (B, L), dev = model.config, x0.shape, x0.device
     if objective not in NEEDS:
         raise UserError(f"objective={objective!r} is unknown; use mdm, block, sft or ar")
@@ -406,6 +424,13 @@ def training_loss(model, x0, *, objective, opts, progress, step, generator=None,
         rows = scored_rows(w)
         return model(x0, rows=rows, targets=F.pad(x0[:, 1:], (0, 1)).flatten()[rows], weights=w.flatten()[rows]), {}
     mask_id = mask_id_of(model)
+    if opts.varlen_rate > 0:
+        if objective not in ('mdm', 'sft') or cfg.attention != 'bidirectional':
+            raise UserError(f"varlen_rate > 0 is for objective mdm or sft on a bidirectional model, not {objective} "
+                            f"with {cfg.attention} attention; set varlen_rate=0")
+        if None in (eos_id, expand_id, pad_id) or expand_id >= cfg.vocab_size:
+            raise UserError(f"varlen_rate > 0 needs the <|expand|> id ({expand_id}) inside the model's vocab "
+                            f"({cfg.vocab_size}) and the eos / pad ids; pass the tokenizer's ids")
     maskable, norm = None, B * L
     if objective == 'sft':
         if prompt_len is None:
@@ -432,6 +457,11 @@ def training_loss(model, x0, *, objective, opts, progress, step, generator=None,
         # drew, the estimate stays unbiased (a count of real tokens in the denominator is a ratio
         # estimator) and the shape is static (no data-dependent division on XLA)
         scale = 1 / norm
+    if opts.varlen_rate > 0:  # DreamOn rows replace some of the rows above (varlen.py)
+        from varlen import varlen_rows
+        x0, xt, weight, scale, _ = varlen_rows(x0, xt, weight, scale, opts=opts, step=step, mask_id=mask_id,
+                                               expand_id=expand_id, delete_id=pad_id, eos_id=eos_id,
+                                               prompt_len=prompt_len, generator=generator)
     # = sum_i weight_i CE_i * scale over the scored rows only (the others have weight 0); while an AR
     # model is being adapted its attention opens gradually (drawn last: the corruption is the same either way)
     attn = anneal_mask(L, step, opts, generator, dev) if cfg.attention == 'bidirectional' else None

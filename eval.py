@@ -14,6 +14,7 @@ Evaluate a nanoCoDA model. Five tasks:
   python eval.py --task=humaneval --hf=path/to/CoDA-v0-Instruct --format=instruct --gen_length=768
   python eval.py --task=mbpp --data_path=mbpp.jsonl --ckpt=out-pycode
   python eval.py --task=infill --ckpt=out-pycode --n_infill=200 --span_lines=3
+  python eval.py --task=infill --ckpt=out-toy-varlen --variable_length --canvas=4   # no oracle length (DreamOn)
   python eval.py --task=elbo --ckpt=out-pycode --eval_batches=20
   python eval.py --protocol=coda --task=humaneval --hf=path/to/CoDA-v0-Instruct --dtype=bfloat16
 
@@ -76,6 +77,8 @@ DEFAULTS = dict(
     cond_samples=8,         # infill: ELBO samples for the span's bits/byte (0 = skip that metric)
     steps_div=0,            # infill, diffusion: steps = ceil(hole / steps_div) (0 = one token per step)
     multi_line=False,       # humaneval_infill: every span of lines (5,815 holes) instead of single lines (1,033)
+    variable_length=False,  # infill, diffusion: no length given; the canvas grows and shrinks (DreamOn, varlen.py)
+    canvas=16, max_hole=64,  # variable_length: initial masks, and the longest middle the canvas may grow to
     # elbo
     eval_batches=20, elbo_samples=8,
 )
@@ -85,7 +88,7 @@ RANGES = dict(threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_
               steps='[0, inf)', temperature='[0, inf)', top_p='[0, 1]', top_k='[0, inf)', alg_temp='[0, inf)',
               threshold='[0, 1]', factor='[0, inf)', n_infill='[1, inf)', span_lines='[1, inf)', ctx_len='[0, inf)',
               eval_batches='[1, inf)', elbo_samples='[1, inf)', hole_length='[0, inf)', cond_samples='[0, inf)',
-              steps_div='[0, inf)', seed='(-inf, inf)')
+              steps_div='[0, inf)', seed='(-inf, inf)', canvas='[1, inf)', max_hole='[1, inf)')
 CODE, INFILL = ('humaneval', 'mbpp', 'humanevalplus', 'mbppplus'), ('infill', 'humaneval_infill')
 SAMPLER = ('block_length', 'alg', 'temperature', 'top_p', 'top_k', 'alg_temp', 'threshold', 'factor', 'schedule', 'cache')
 USED_BY = dict(  # the tasks that read each task-specific option: given to another task, it is an error
@@ -94,7 +97,7 @@ USED_BY = dict(  # the tasks that read each task-specific option: given to anoth
     memory_mb=CODE + ('humaneval_infill',), workers=CODE + ('humaneval_infill',), n_infill=('infill',),
     span_lines=('infill',), multi_line=('humaneval_infill',), hole_length=INFILL, infill_mode=INFILL,
     cond_samples=INFILL, steps_div=INFILL, ctx_len=INFILL + ('elbo',), eval_batches=('elbo',), elbo_samples=('elbo',),
-    batch_size=CODE + ('elbo',), gen_length=CODE, steps=CODE, **{k: CODE + INFILL for k in SAMPLER})
+    batch_size=CODE + ('elbo',), gen_length=CODE, steps=CODE, variable_length=INFILL, canvas=INFILL, max_hole=INFILL, **{k: CODE + INFILL for k in SAMPLER})
 
 # -----------------------------------------------------------------------------
 # the sandbox: every candidate program runs in its own process, never in this one

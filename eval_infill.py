@@ -12,12 +12,14 @@ Infilling, measured against honest baselines. eval.py dispatches two tasks here:
   python eval.py --task=humaneval_infill --ckpt=out-toy --limit=100
   python eval.py --task=infill --ckpt=out-toy-ar-fim --n_infill=200          # AR + FIM, PSM prompts
   python eval.py --task=infill --ckpt=out-toy --hole_length=24               # no oracle length
+  python eval.py --task=infill --ckpt=out-toy-varlen --variable_length --canvas=4 --max_hole=64
 
 How a model fills a hole (mode, from the checkpoint; --infill_mode overrides):
   diffusion  bidirectional / block models: masks between the prefix and the suffix. With
              --hole_length=0 (the default) exactly as many masks as the hidden span has tokens (the
              oracle length; masked diffusion has no length prediction), else that many masks and the
-             fill is cut after --span_lines newlines
+             fill is cut after --span_lines newlines. --variable_length (models trained with
+             varlen_rate > 0): --canvas masks that grow and shrink up to --max_hole (DreamOn, varlen.py)
   fim        causal models trained with fim_rate > 0 (Bavarian et al. 2022): the PSM prompt
              <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>, decoded until EOS
   prefix     causal models without FIM (or --infill_mode=prefix): the prefix only, the suffix unseen
@@ -32,6 +34,7 @@ Metrics, one per task and micro-averaged:
                    maskable); fim, the exact NLL of the middle after the PSM prompt; prefix, the exact
                    NLL given the prefix. Lower is better; uniform logits give log2 V bits per token
   pass@1           humaneval_infill: the program with the fill put back passes the problem's tests
+  length_error     the median over tasks of |tokens of those lines of the fill - of the answer's|
 """
 import ast
 import difflib
@@ -195,6 +198,12 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator):
     import sampling
     from eval import sampler_kwargs, decode_answer
     kw = sampler_kwargs(cfg, model)
+    if mode == 'diffusion' and cfg.get('variable_length'):  # DreamOn: the canvas finds the length
+        kw.update(gen_length=cfg['max_hole'], suffix=[suf], variable_length=True, canvas=cfg['canvas'],
+                  expand_id=tok.expand_id, delete_id=tok.pad_id)
+        kw.pop('block_length'), kw.pop('steps'), kw.pop('schedule')
+        out, info = sampling.generate(model, [pre], **kw, pad_id=tok.pad_id, generator=generator)
+        return decode_answer(tok, info['middles'][0]), dict(info, gen_length=info['lengths'][0])
     if mode == 'diffusion':
         gen = cfg['hole_length'] or ans_len
         # semi-AR blocks of --block_length over the hole (block models: their own block size), one token per
@@ -228,6 +237,11 @@ def eval_infill(cfg, model, tok, train_cfg):
         raise UserError("no infill task to run; check --data_path (the val split needs functions)")
     baseline = 'canonical' if cfg['canonical'] else 'empty' if cfg['empty_fill'] else None  # no model: fixed fills
     mode = baseline or infill_mode(model, train_cfg, cfg['infill_mode'])
+    varlen = cfg.get('variable_length') and not baseline
+    if varlen and mode != 'diffusion':
+        raise UserError(f"--variable_length grows a diffusion model's canvas; this model infills as {mode}, drop it")
+    if varlen and cfg['hole_length']:
+        raise UserError("--hole_length fixes the hole's length and --variable_length finds it; give one of them")
     if mode == 'fim' and max(tok.fim_ids) >= model.config.vocab_size:
         raise UserError("the model's vocab has no FIM sentinels; use --infill_mode=prefix")
     ctx = cfg['ctx_len'] or train_cfg.get('seq_len') or 512
@@ -239,7 +253,8 @@ def eval_infill(cfg, model, tok, train_cfg):
             rec['fill'] = t['answer'] if baseline == 'canonical' else ''
         else:
             pre, ans, suf = tok.encode(t['prefix']), tok.encode(t['answer']), tok.encode(t['suffix'])
-            gen = len(ans) if mode == 'diffusion' and not cfg['hole_length'] else cfg['hole_length'] or len(ans) + 16
+            gen = cfg['max_hole'] if varlen else len(ans) if mode == 'diffusion' and not cfg['hole_length'] \
+                else cfg['hole_length'] or len(ans) + 16
             p, s = context(pre, suf, ctx, gen, mode != 'prefix', extra=3 if mode == 'fim' else 0)
             rec['fill'], info = fill_hole(model, tok, p, s, len(ans), mode, cfg, g)
             made = info['gen_length'] if mode == 'diffusion' else info['nfe']  # AR: one token per forward
@@ -250,14 +265,23 @@ def eval_infill(cfg, model, tok, train_cfg):
                 rec['bytes'] = len(t['answer'].encode('utf-8'))
                 nats, n_bytes = nats + rec['nats'], n_bytes + rec['bytes']
         rec['exact'], rec['similarity'] = exact_and_similarity(rec['fill'], t['answer'], t.get('lines', n_lines))
+        if tok is not None:  # the hole's length in tokens, as scored: the first lines of the fill and of the answer
+            k = t.get('lines', n_lines)
+            rec['length_error'] = abs(len(tok.encode('\n'.join(first_lines(rec['fill'], k))))
+                                      - len(tok.encode('\n'.join(first_lines(t['answer'], k)))))
         rec['parses'] = score_infill(t, rec['fill'], n_lines)[1] if not he else None
         per.append(rec)
     n = len(per)
     summary = dict(task=cfg['task'] + ('_multi_line' if he and cfg['multi_line'] else ''), mode=mode, tasks=n,
                    span_lines='per task' if he else n_lines, ctx_len=ctx,
-                   hole_length=cfg['hole_length'] or 'oracle',
+                   hole_length='variable' if varlen else cfg['hole_length'] or 'oracle',
                    exact_match=sum(r['exact'] for r in per) / n,
                    edit_similarity=sum(r['similarity'] for r in per) / n)
+    if varlen:
+        summary.update(canvas=cfg['canvas'], max_hole=cfg['max_hole'])
+    if per and 'length_error' in per[0]:
+        errs = sorted(r['length_error'] for r in per)
+        summary['length_error'] = (errs[(n - 1) // 2] + errs[n // 2]) / 2  # the median
     if not he:
         summary['parse_rate'] = sum(r['parses'] for r in per) / n
     if n_bytes:
@@ -276,5 +300,6 @@ def eval_infill(cfg, model, tok, train_cfg):
           + (f", parses {100 * summary['parse_rate']:.1f}%" if 'parse_rate' in summary else '')
           + (f", cond {summary['cond_bpb']:.3f} bits/byte" if 'cond_bpb' in summary else '')
           + (f", pass@1 {100 * summary['pass@1']:.1f}%" if 'pass@1' in summary else '')
+          + (f", length error {summary['length_error']:g} tokens" if 'length_error' in summary else '')
           + (f", {summary['tokens_per_forward']:.2f} tokens/forward" if 'tokens_per_forward' in summary else ''))
     return summary, per

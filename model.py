@@ -345,6 +345,20 @@ class Transformer(nn.Module):
             if getattr(module, 'bias', None) is not None:
                 nn.init.zeros_(module.bias)
 
+    def resize_token_embeddings(self, n):
+        """Grow the vocabulary to n rows (HF's name), e.g. for a new special token: the new embedding
+        (and untied lm_head) rows start at the mean of the old ones, so the new token begins as an average one."""
+        old = self.config.vocab_size
+        if n <= old:
+            return
+        def grow(w):
+            return nn.Parameter(torch.cat([w.data, w.data.mean(0, keepdim=True).expand(n - old, -1)]))
+        self.model.embed_tokens.weight = grow(self.model.embed_tokens.weight)
+        self.model.embed_tokens.num_embeddings = n
+        self.lm_head.weight = self.model.embed_tokens.weight if self.config.tie_word_embeddings else grow(self.lm_head.weight)
+        self.lm_head.out_features = n
+        self.config.vocab_size = n
+
     def num_params(self):
         return sum(p.numel() for p in self.parameters())  # a tied head is counted once
 

@@ -5,6 +5,7 @@ Sample from a nanoCoDA checkpoint (train.py's ckpt.pt) or a Hugging Face Qwen3 /
   python sample.py --ckpt=out-toy --prompt='def fib(n):' --show         # watch the denoising live
   python sample.py --prompt='def fib(n):' --frames=denoise.png          # ... or save it as a picture
   python sample.py --ckpt=out-toy --prompt='def add(a, b):' --suffix='\n\nprint(add(1, 2))\n' --gen_length=16
+  python sample.py --ckpt=out-toy-varlen --prompt='def add(a, b):\n' --suffix='\n\nprint(add(1, 2))\n' --variable_length
   python sample.py --hf=path/to/CoDA-v0-Instruct --chat --prompt='Write quicksort in Python.' \\
       --gen_length=256 --threshold=0.9 --cache=dual --dtype=bfloat16
 
@@ -79,6 +80,10 @@ def get_args(argv=None):
     a('--factor', type=float, default=None, help="Fast-dLLM factor rule (alternative to --threshold)")
     a('--cache', default=None, help=f"{' | '.join(CACHES)} (default: prefix for block/causal models, else none)")
     a('--no_eos', action='store_true', help="do not stop at the end-of-sequence token")
+    a('--variable_length', action='store_true', help="infill a hole of unknown length: the canvas grows and "
+                                                      "shrinks (DreamOn; models trained with varlen_rate > 0)")
+    a('--canvas', type=int, default=16, help="--variable_length: masks the hole starts with")
+    a('--max_hole', type=int, default=64, help="--variable_length: the longest middle the canvas may grow to")
     a('--show', action='store_true', help="draw the denoising live in the terminal")
     a('--frames', default='', help="save snapshots of sample 0's denoising: .png/.svg (matplotlib) or .html")
     a('--n_frames', type=int, default=8, help="snapshots in the --frames picture (first and last included)")
@@ -87,7 +92,7 @@ def get_args(argv=None):
 
 
 # the interval each numeric option must lie in (model.check_ranges); unset (None) options pass
-RANGES = dict(num_samples='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)', steps='[1, inf)', temperature='[0, inf)',
+RANGES = dict(canvas='[1, inf)', max_hole='[1, inf)', num_samples='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)', steps='[1, inf)', temperature='[0, inf)',
               top_p='(0, 1]', top_k='[1, inf)', alg_temp='[0, inf)', threshold='(0, 1]', factor='(0, inf)',
               seed='(-inf, inf)', n_frames='[2, inf)')
 PAIRS = (('ckpt', 'hf', 'both name a model'), ('prompt', 'prompt_file', 'both give the prompt'),
@@ -160,6 +165,22 @@ def frame_segments(tok, frames, prompt, start, end, mask_id, n):
             for j, t in enumerate(x)]
         out.append((f"forward {nfe}", segs))
         prev = x
+    return out
+
+
+def canvas_segments(tok, frames, prompt, suffix, mask_id, n):
+    """--variable_length: n snapshots of the canvas (it grows and shrinks), each the prompt, the canvas's
+    slots ('mask', or 'new' if committed since the last snapshot, else 'old') and the suffix."""
+    states = [(0, [mask_id] * frames[0][2], [-1] * frames[0][2])] + [(f, c, b) for f, _, c, b in frames[1:]]
+    picks = sorted({round(i * (len(states) - 1) / max(n - 1, 1)) for i in range(n)})
+    out, last = [], 0
+    for i in picks:
+        nfe, canvas, born = states[i]
+        segs = [(tok.decode(prompt), 'prompt')] + [
+            ('\u2591', 'mask') if t == mask_id else (tok.decode([t]), 'new' if s > last else 'old')
+            for t, s in zip(canvas, born)] + [(tok.decode(suffix), 'prompt')]
+        out.append((f"forward {nfe}: {len(canvas)} slot{'s' * (len(canvas) != 1)}", segs))
+        last = nfe
     return out
 
 
@@ -244,12 +265,19 @@ def main(argv=None):
     suffix = tok.encode(suffix_text) if suffix_text else None
     if suffix and kind == 'causal':
         raise UserError("--suffix (infilling) needs a diffusion model; this checkpoint is causal (AR)")
+    if args.variable_length and not args.canvas <= args.max_hole:
+        raise UserError(f"--canvas={args.canvas} is above --max_hole={args.max_hole}; start from fewer masks or raise the maximum")
+    if args.variable_length and kind != 'bidirectional':
+        raise UserError(f"--variable_length needs a bidirectional diffusion model; this checkpoint is {kind}")
+    if args.variable_length:  # the hole's maximum takes gen_length's place
+        args.gen_length = args.max_hole
     if suffix and kind == 'block':
         warnings.warn("block models see the suffix only from the last block; infilling wants a bidirectional model")
     n = len(ids) + args.gen_length + len(suffix or [])
     if n > cfg.max_position_embeddings:
-        raise UserError(f"prompt ({len(ids)} tokens) + gen_length ({args.gen_length}) + suffix = {n} exceeds the "
-                        f"model's context of {cfg.max_position_embeddings}; shorten the prompt or --gen_length")
+        flag = '--max_hole' if args.variable_length else '--gen_length'
+        raise UserError(f"prompt ({len(ids)} tokens) + {flag} ({args.gen_length}) + suffix = {n} exceeds the "
+                        f"model's context of {cfg.max_position_embeddings}; shorten the prompt or lower {flag}")
     trained = model.train_config.get('seq_len')
     if trained and n > trained:
         warnings.warn(f"{n} tokens is longer than the {trained} the model was trained on; expect worse samples")
@@ -257,26 +285,37 @@ def main(argv=None):
     g = torch.Generator().manual_seed(args.seed)  # CPU generator: same samples on every device
     frames = []
     callback = live_display(tok) if args.show else recorder(frames) if args.frames else None
+    if args.variable_length and args.frames:  # the canvas of sample 0 after each step, and when each slot was committed
+        frames.append((0, 0, args.canvas, None))
+        callback = lambda s: frames.append((s['nfe'], s['nfe'], s['canvas'], s['born']))
+    varlen = dict(variable_length=True, canvas=args.canvas, expand_id=tok.expand_id, delete_id=tok.pad_id) \
+        if args.variable_length else {}
     out, info = generate(model, [ids] * args.num_samples, gen_length=args.gen_length, block_length=args.block_length,
                          steps=args.steps, alg=args.alg, temperature=args.temperature, top_p=args.top_p,
                          top_k=args.top_k, alg_temp=args.alg_temp, threshold=args.threshold, factor=args.factor,
                          cache=cache, suffix=suffix, eos_id=None if args.no_eos else tok.eos_id, pad_id=tok.pad_id,
-                         generator=g, callback=callback, schedule=args.schedule)
+                         generator=g, callback=callback, schedule=args.schedule, **varlen)
     if args.show:
         sys.stdout.write('\x1b[2J\x1b[H')
     P = len(ids)
-    for row in out.tolist():
-        gen = row[P:P + args.gen_length]
+    for r, row in enumerate(out.tolist()):
+        gen = info['middles'][r] if args.variable_length else row[P:P + args.gen_length]
         stop = [j for j, t in enumerate(gen) if t in (tok.eos_id, tok.pad_id)] if not args.no_eos else []
         text = tok.decode(gen[:stop[0]] if stop else gen)
         print(prompt_text + text + (suffix_text or ''))
         print('-' * 40)
-    if args.frames:
+    if args.frames and args.variable_length:
+        save_frames(args.frames, canvas_segments(tok, frames, ids, suffix or [], cfg.mask_token_id, args.n_frames))
+        print(f"saved {args.frames}: {args.n_frames} snapshots of sample 0's canvas")
+    elif args.frames:
         start = out.shape[1] - args.gen_length - len(suffix or [])
         hole = tok.pad_id if kind == 'causal' else cfg.mask_token_id  # AR: not-yet-decoded slots hold pad
         save_frames(args.frames, frame_segments(tok, frames, ids, start, start + args.gen_length, hole, args.n_frames))
         print(f"saved {args.frames}: {args.n_frames} snapshots of sample 0's denoising")
     mode = 'AR' if kind == 'causal' else f"{args.alg}, block {info['block_length']}"
+    if args.variable_length:
+        mode = (f"{args.alg}, variable length from {args.canvas} masks: middles of {info['lengths']} tokens after "
+                f"{info['expansions']} expansions and {info['deletions']} deletions")
     print(f"{kind} model, {mode}, cache {cache}: {info['nfe']} forward passes (NFE), "
           f"{info['tokens_per_s']:.1f} tokens/s, {info['seconds']:.2f} s, steps per block {info['steps_per_block']}")
 

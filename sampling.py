@@ -337,7 +337,7 @@ def check_options(model, gen_length, block_length, steps, alg, temperature, top_
 @torch.no_grad()
 def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, alg='entropy', temperature=0.0,
              top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None, cache='none', suffix=None,
-             eos_id=None, pad_id=None, generator=None, callback=None, schedule=None):
+             eos_id=None, pad_id=None, generator=None, callback=None, schedule=None, variable_length=False, **varlen):
     """Sample gen_length tokens after each prompt (and before suffix: infilling).
 
     prompt: LongTensor (B,P) / (P,) or a list of token lists (left-padded here). block_length
@@ -350,8 +350,19 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
     Returns (tokens (B, G + gen_length [+ S]), info) where G = the longest prompt; after the first
     eos_id in the answer everything is pad_id (or eos_id). info: nfe, seconds, tokens_per_s,
     steps_per_block, ... callback(step_info) runs after every step; step_info['tokens'] is live.
+    variable_length=True: a hole of unknown length, gen_length its maximum (DreamOn; varlen.py, whose
+    canvas=, expand_id=, delete_id=, budget=, truncate= pass through; blocks, steps and schedule unused).
     """
     cfg = model.config
+    if variable_length:
+        if factor is not None:
+            raise UserError("the factor rule is not available with variable_length; use threshold or alg")
+        from varlen import generate_varlen
+        return generate_varlen(model, prompt, suffix=suffix, gen_length=gen_length, alg=alg, temperature=temperature,
+                               top_p=top_p, top_k=top_k, alg_temp=alg_temp, threshold=threshold, cache=cache,
+                               pad_id=pad_id, generator=generator, callback=callback, **varlen)
+    if varlen:
+        raise TypeError(f"generate() got unexpected keyword arguments {sorted(varlen)}")
     if cfg.attention == 'causal':
         if suffix is not None and len(as_rows(suffix)[0]):
             raise UserError("infilling (a suffix) needs a diffusion model; this one is causal (AR)")

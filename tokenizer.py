@@ -1,7 +1,7 @@
 """
 Tokenizers, all run by tiktoken. load_tokenizer(spec) takes
 
-  'bytes'   256 byte tokens + 7 special tokens, offline: the toy default (vocab_size 263)
+  'bytes'   256 byte tokens + 8 special tokens, offline: the toy default (vocab_size 264)
   'gpt2'    tiktoken's GPT-2 BPE + our special tokens (downloaded once by tiktoken, then cached)
   'qwen3'   Qwen3's (and CoDA's) tokenizer, bundled in data/qwen3_tokenizer/ (Apache-2.0)
   path      a Hugging Face byte-level BPE tokenizer.json (or .json.xz), or a checkpoint directory
@@ -11,7 +11,11 @@ Every tokenizer has the special tokens the project uses (appended after the last
 missing): <|endoftext|> = pad, <|im_start|> / <|im_end|> = chat markers (<|im_end|> = eos),
 <|mask|> = the diffusion mask token (Qwen3: 151669, as in CoDA), then the fill-in-the-middle
 sentinels <|fim_prefix|>, <|fim_middle|>, <|fim_suffix|> (Qwen3 has them: 151659-151661; bytes
-gets 260-262, after the first four, so the ids of older checkpoints never move).
+gets 260-262, after the first four, so the ids of older checkpoints never move), then <|expand|>,
+DreamOn's variable-length infilling target "this slot becomes two masks" (Qwen3: 151670, a free row
+of its padded 151,936-row embedding; bytes 263; gpt2 50263). Its partner, "delete this slot", is
+<|endoftext|> = pad: the SFT objective already trains trailing pads as "no token here", and
+<|im_end|> (eos) keeps its one meaning, the end of an answer (docs/tokenizers.md).
 encode() treats special-token strings in the text as plain text, so data can never inject a
 mask or eos; only encode_chat() emits chat markers.
 """
@@ -32,6 +36,7 @@ QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 SPECIALS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|mask|>')  # appended in this order
 FIM = ('<|fim_prefix|>', '<|fim_middle|>', '<|fim_suffix|>')  # then these (Bavarian et al. 2022)
+EXPAND = '<|expand|>'  # then this one (DreamOn: a masked slot that becomes two masks)
 HINT = "use tokenizer 'bytes', 'gpt2', 'qwen3', or a path to a tokenizer.json (or a checkpoint dir holding one)"
 QWEN3_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'qwen3_tokenizer')
 
@@ -40,7 +45,7 @@ class Tokenizer:
     def __init__(self, spec, pat_str, mergeable_ranks, special_tokens, normalize=None):
         special = dict(special_tokens)
         next_id = max(max(mergeable_ranks.values()), max(special.values(), default=-1)) + 1
-        for s in SPECIALS + FIM:  # e.g. Qwen3 has no <|mask|>: it gets 151669, the id CoDA uses
+        for s in SPECIALS + FIM + (EXPAND,):  # e.g. Qwen3 has no <|mask|>: it gets 151669, the id CoDA uses
             if s not in special:
                 special[s], next_id = next_id, next_id + 1
         self.spec = self.name = spec  # store in meta.json; load_tokenizer(spec) rebuilds this tokenizer
@@ -53,6 +58,7 @@ class Tokenizer:
         self.eos_id = special['<|im_end|>']
         self.mask_id = special['<|mask|>']
         self.fim_ids = tuple(special[s] for s in FIM)  # (prefix, middle, suffix)
+        self.expand_id = special[EXPAND]  # variable-length infilling; its delete target is pad_id
         # chat-template literals are split on special strings; longest first so none shadows another
         self._marker_re = re.compile('(' + '|'.join(map(re.escape, sorted(special, key=len, reverse=True))) + ')')
 

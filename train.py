@@ -163,6 +163,9 @@ def get_config(argv):
     if cfg.fim_rate > 0 and cfg.objective != 'ar':
         raise UserError(f"fim_rate={cfg.fim_rate} is for objective=ar (AR + fill-in-the-middle); set fim_rate=0 "
                         f"for objective={cfg.objective} (diffusion infills without it)")
+    if cfg.varlen_rate > 0 and cfg.objective not in ('mdm', 'sft'):
+        raise UserError(f"varlen_rate={cfg.varlen_rate} is for objective mdm or sft (variable-length infilling); "
+                        f"set varlen_rate=0 for objective={cfg.objective}")
     if cfg.objective == 'block' and cfg.seq_len % cfg.block_size:
         raise UserError(f"seq_len={cfg.seq_len} is not a multiple of block_size={cfg.block_size}; change one of them")
     check_adaptation(cfg)
@@ -280,7 +283,7 @@ def build_model(cfg, meta, kind, ckpt):
         model = Transformer(ModelConfig(**ckpt['model_config']))
         model.load_state_dict(ckpt['model'])
     elif kind == 'scratch':  # FIM: the sentinels may lie past the ids of a dataset prepared before they existed
-        vocab = max([data_ids(meta)] + [i + 1 for i in fim_ids(cfg, meta)])
+        vocab = max([data_ids(meta)] + [i + 1 for i in fim_ids(cfg, meta) + expand_ids(cfg, meta)])
         model = Transformer(make_config(cfg.model, vocab_size=vocab, **common))
     elif kind == 'ckpt':
         model = Transformer(ModelConfig(**{**ckpt['model_config'], **common}))
@@ -293,6 +296,8 @@ def build_model(cfg, meta, kind, ckpt):
                 raise UserError(f"the dataset's tokenizer ({meta['tokenizer']!r}) is not the one of {cfg.init_from}; "
                                 f"prepare the dataset with --tokenizer={cfg.init_from}")
         model = Transformer.from_pretrained(cfg.init_from, dtype=torch.float32, **common)
+    for i in expand_ids(cfg, meta):  # varlen: a row for <|expand|> in a model made without one
+        model.resize_token_embeddings(i + 1)
     c = model.config
     if data_ids(meta) > c.vocab_size or c.mask_token_id >= c.vocab_size:
         raise UserError(f"the dataset's tokenizer ({data_ids(meta)} ids) does not fit the model's vocab "
@@ -343,6 +348,14 @@ def fim_ids(cfg, meta):
     return load_tokenizer(meta['tokenizer']).fim_ids
 
 
+def expand_ids(cfg, meta):
+    """(<|expand|>,) of the dataset's tokenizer when varlen_rate > 0 (variable-length infilling), else ()."""
+    if cfg.varlen_rate <= 0:
+        return ()
+    from tokenizer import load_tokenizer
+    return (load_tokenizer(meta['tokenizer']).expand_id,)
+
+
 def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then constant
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     if it < cfg.warmup_iters:
@@ -371,6 +384,7 @@ def train(cfg):
     start_iter = iter_num
     ckpt = None  # free the memory
     fim = fim_ids(cfg, meta)
+    expand_id = (expand_ids(cfg, meta) or (None,))[0]  # variable-length infilling (varlen_rate > 0)
     model = wrap_model(cfg, run, raw_model)  # torch.compile, DDP
     runlog = start_log(cfg, run, raw_model, data_path, iter_num)  # log.jsonl moves with ckpt.pt (runtime.RunLog)
 
@@ -403,7 +417,8 @@ def train(cfg):
                 with run.ctx:
                     loss, _ = training_loss(model, x0.to(run.device), objective=cfg.objective, opts=opts,
                                             progress=iter_num / max(cfg.max_iters, 1), step=iter_num, generator=g,
-                                            prompt_len=plen, pad_id=meta['pad_id'])
+                                            prompt_len=plen, pad_id=meta['pad_id'], eos_id=meta['eos_id'],
+                                            expand_id=expand_id)
                 # each process averages its len(mine) micro-steps; DDP then averages the processes, so the
                 # gradient is the mean over all grad_accum micro-steps, as one process would compute it
                 scaler.scale(loss / len(mine)).backward()

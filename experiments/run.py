@@ -11,6 +11,7 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
   python experiments/run.py frontier  # (c) tokens per forward vs infill quality (steps, threshold, factor)
   python experiments/run.py masking   # (d) CoDA progressive masking none / pretrain / strong
   python experiments/run.py curves    # (e) val loss vs training tokens, diffusion vs AR
+  python experiments/run.py varlen    # (g) infilling without the oracle length (DreamOn; experiments/table_varlen.py)
   python experiments/run.py adapt     # (f) AR -> diffusion adaptation at equal total compute (experiments/adapt.py)
   python experiments/run.py all --runs=/path/to/runs,. --n_infill=100 --n_he=1033
   python experiments/run.py blocks --logs_only   # refresh the log-based part while runs still train
@@ -43,12 +44,13 @@ RUNS = {
     'block64': ('out-toy-block64', ['config/toy_block.py', '--block_size=64', '--batch_size=16', '--out_dir=out-toy-block64']),
     'pretrain': ('out-toy-pretrain', ['--masking=pretrain', '--out_dir=out-toy-pretrain']),
     'strong': ('out-toy-strong', ['--masking=custom', '--s1_prob=0.2', '--s3_prob=0.25', '--out_dir=out-toy-strong']),
+    'varlen': ('out-toy-varlen', ['config/toy_varlen.py']),  # continues out-toy (mdm) with DreamOn's rows
 }
 DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=1033, n_frontier=50, eval_batches=10,
-                hole_length=32, sampler='', logs_only=False, only='', overwrite=False,
+                hole_length=32, max_hole=64, sampler='', logs_only=False, only='', overwrite=False,
                 out_dir=os.path.join(REPO, 'experiments', 'results'))
 RANGES = dict(threads='[1, inf)', n_infill='[1, inf)', n_he='[1, inf)', n_frontier='[1, inf)', eval_batches='[1, inf)',
-              hole_length='[0, inf)')
+              hole_length='[0, inf)', max_hole='[1, inf)')
 
 
 def read_checkpoint(path):
@@ -588,13 +590,18 @@ def table_curves(cfg):
     save(cfg, 'curves', out, plot)
 
 
+def table_varlen(cfg):
+    import table_varlen  # experiments/table_varlen.py
+    table_varlen.table(cfg, sys.modules[__name__])
+
+
 def table_adapt(cfg):  # experiments/adapt.py: AR -> diffusion adaptation at equal total compute
     from adapt import table_adapt as table
     table(cfg)
 
 
 TABLES = dict(infill=table_infill, samplers=table_samplers, fimprobe=table_fimprobe, blocks=table_blocks, frontier=table_frontier, masking=table_masking,
-              curves=table_curves, adapt=table_adapt)
+              curves=table_curves, adapt=table_adapt, varlen=table_varlen)
 
 
 def main(argv):

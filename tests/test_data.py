@@ -307,8 +307,8 @@ def test_bad_numeric_options(tmp_path):
 
 
 def test_data_ids_leave_out_the_fim_sentinels():
-    """The bytes tokenizer appends <|fim_*|> (260-262) after <|mask|>: a corpus holds ids < 260 only, so
+    """The bytes tokenizer appends <|fim_*|> (260-262) and <|expand|> (263) after <|mask|>: a corpus holds ids < 260 only, so
     a model made before the sentinels existed (vocab 260) still reads a corpus prepared today."""
     from data.common import data_ids, tokenizer_meta
     meta = tokenizer_meta(load_tokenizer('bytes'))
-    assert meta['vocab_size'] == 263 and data_ids(meta) == 260
+    assert meta['vocab_size'] == 264 and data_ids(meta) == 260

@@ -96,7 +96,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('exp')
     tiny_pycode(root, [f'def f{i}(x):\n    """Add {i}."""\n    return x + {i}\n\n\n' * 20 for i in range(8)])
     for out, extra in (('out-toy', {}), ('out-toy-ar-fim', dict(objective='ar', fim_rate=0.9)),
-                       ('out-toy-ar', dict(objective='ar'))):
+                       ('out-toy-ar', dict(objective='ar')),
+                       ('out-toy-varlen', dict(init_from=root / 'runs' / 'out-toy', varlen_rate=0.5, max_delete=8))):
         kw = {**SMALL, **extra, 'dataset': str(root / 'pycode'), 'out_dir': str(root / 'runs' / out)}
         train.main([f'--{k}={v}' for k, v in kw.items()])
     return root
@@ -139,6 +140,24 @@ def test_infill_only_keeps_the_other_rows(runs, tmp_path, monkeypatch):
         ('ar_fim', 'fim', 'infill'), ('ar_fim', 'fim', 'humaneval_infill'),
         ('ar_fim', 'prefix', 'infill'), ('ar_fim', 'prefix', 'humaneval_infill')]
     assert all(r['tasks'] == 2 and 0 <= r['edit_similarity'] <= 1 for r in fim)
+
+
+def test_varlen_table_rows(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    X.main(['varlen', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}', '--n_infill=2', '--n_he=2', '--max_hole=64'])
+    out = json.load(open(tmp_path / 'varlen.json'))
+    fills = ['canvas 4 (variable)', 'canvas 16 (variable)', 'canvas 64 (variable)', 'oracle length', 'fixed 32']
+    want = [('varlen', f, t) for t in ('infill', 'humaneval_infill') for f in fills] + [
+        ('ar_fim', 'AR + FIM', t) for t in ('infill', 'humaneval_infill')] + [
+        ('ar', 'AR prefix-only', t) for t in ('infill', 'humaneval_infill')]
+    rows = out['rows']
+    assert [(r['run'], r['fill'], r['task']) for r in rows] == want and out['max_hole'] == 64
+    for r in rows:
+        assert r['tasks'] == 2 and r['length_error'] >= 0 and r['tokens_per_forward'] >= 0  # 0: every hole emptied
+        assert (r['hole_length'] == 'variable') == r['fill'].endswith('(variable)')
+        assert ('pass@1' in r) == (r['task'] == 'humaneval_infill')
+    assert [r['canvas'] for r in rows[:3]] == [4, 16, 64]
+    assert (tmp_path / 'varlen.png').exists()
 
 
 def test_bad_runs_write_nothing(runs, tmp_path, monkeypatch):

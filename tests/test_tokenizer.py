@@ -62,8 +62,9 @@ def plain(texts, tok):
 
 def test_bytes_ids_and_roundtrip():
     tok = T.load_tokenizer('bytes')
-    assert (tok.vocab_size, tok.pad_id, tok.special['<|im_start|>'], tok.eos_id, tok.mask_id) == (263, 256, 257, 258, 259)
+    assert (tok.vocab_size, tok.pad_id, tok.special['<|im_start|>'], tok.eos_id, tok.mask_id) == (264, 256, 257, 258, 259)
     assert tok.fim_ids == (260, 261, 262)  # FIM sentinels after the first four: older checkpoints keep their ids
+    assert tok.expand_id == 263  # then <|expand|>
     assert tok.spec == tok.name == 'bytes'
     rng = random.Random(0)
     texts = UNICODE_TEXTS + [random_text(rng, rng.randint(0, 300)) for _ in range(300)]
@@ -100,8 +101,8 @@ def test_gpt2_appends_specials(monkeypatch):
                                mergeable_ranks={bytes([b]): b for b in range(256)})
     monkeypatch.setattr(T.tiktoken, 'get_encoding', lambda name: fake)
     tok = T.load_tokenizer('gpt2')
-    assert (tok.pad_id, tok.special['<|im_start|>'], tok.eos_id, tok.mask_id, tok.vocab_size) == (256, 257, 258, 259, 263)
-    assert tok.fim_ids == (260, 261, 262)
+    assert (tok.pad_id, tok.special['<|im_start|>'], tok.eos_id, tok.mask_id, tok.vocab_size) == (256, 257, 258, 259, 264)
+    assert tok.fim_ids == (260, 261, 262) and tok.expand_id == 263
     assert tok.spec == 'gpt2' and tok.decode(tok.encode('a <|endoftext|>')) == 'a <|endoftext|>'
 
 
@@ -132,8 +133,8 @@ def test_synthetic_matches_hf(synthetic):
     hf, path = synthetic
     tok = T.load_tokenizer(path)
     n_vocab = hf.get_vocab_size()
-    assert tok.mask_id == n_vocab and tok.vocab_size == n_vocab + 4  # appended after the last id, then FIM
-    assert tok.fim_ids == (n_vocab + 1, n_vocab + 2, n_vocab + 3)
+    assert tok.mask_id == n_vocab and tok.vocab_size == n_vocab + 5  # appended after the last id, then FIM, expand
+    assert tok.fim_ids == (n_vocab + 1, n_vocab + 2, n_vocab + 3) and tok.expand_id == n_vocab + 4
     assert (tok.pad_id, tok.eos_id) == (hf.token_to_id('<|endoftext|>'), hf.token_to_id('<|im_end|>'))
     rng = random.Random(1)
     texts = plain(stdlib_sample(15, seed=2) + UNICODE_TEXTS + [random_text(rng, 200) for _ in range(100)], tok)
@@ -160,7 +161,8 @@ def qwen_dir(tmp_path_factory):
 
 
 def test_qwen3_ids(qwen, qwen_dir):
-    assert (qwen.eos_id, qwen.pad_id, qwen.mask_id, qwen.vocab_size) == (151645, 151643, 151669, 151670)
+    assert (qwen.eos_id, qwen.pad_id, qwen.mask_id, qwen.vocab_size) == (151645, 151643, 151669, 151671)
+    assert qwen.expand_id == 151670 < 151936  # a free row of the padded embedding, right after CoDA's mask
     assert qwen.special['<|im_start|>'] == 151644 and qwen.special['</think>'] == 151668
     assert qwen.fim_ids == (151659, 151660, 151661)  # Qwen3's own <|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>
     assert T.load_tokenizer(qwen.spec).encode('x = 1') == qwen.encode('x = 1')  # spec reloads
