@@ -116,6 +116,8 @@ def print_plan(cfg):
     print(f"{'':34}" + ''.join(f"{k:>13}" for k in keys) + '  fits')
     for name, r in rows:
         print(f"{name:34}" + ''.join(f"{r[k] / GB:>10.2f} GB" for k in keys) + f"  {'yes' if r['peak'] <= limit else 'no'}")
+    if cfg.device == 'xla':
+        print("(XLA: the ddp row is one replica per chip running batch_size; fsdp splits batch_size over the chips)")
     print("(GB = 1e9 bytes; activations at the largest mask rate; an estimate: check with the measured "
           "peaks in docs/benchmarks.md)")
     return rows

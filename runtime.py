@@ -15,7 +15,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model import UserError
-from sharding import check_fsdp, checkpoint_layers, fully_shard_model, spmd_shard_model, start_spmd
+from sharding import check_fsdp, checkpoint_layers, full_state, fully_shard_model, spmd_shard_model, start_spmd
 
 
 # -----------------------------------------------------------------------------
@@ -159,6 +159,13 @@ def to_cpu(obj):  # checkpoints hold CPU tensors only (XLA/CUDA tensors are copi
     return obj.detach().cpu() if torch.is_tensor(obj) else obj
 
 
+def checkpoint_state(run, model, optimizer):
+    """(model, optimizer) state dicts of CPU tensors in one process's format on rank 0, (None, None) elsewhere."""
+    if run.fsdp and not run.xla:  # all ranks gather the shards (SPMD's .cpu() gathers by itself)
+        return full_state(run, model, optimizer)
+    return (to_cpu(model.state_dict()), to_cpu(optimizer.state_dict())) if run.master else (None, None)
+
+
 def start_log(cfg, run, model, data_path, iter_num):
     log_path = os.path.join(cfg.out_dir, 'log.jsonl')
     if run.master:
@@ -168,7 +175,7 @@ def start_log(cfg, run, model, data_path, iter_num):
             f.writelines(l + '\n' for l in old if json.loads(l)['iter'] <= iter_num)
         n_tok = cfg.batch_size * cfg.seq_len * cfg.grad_accum
         print(f"{cfg.objective} on {data_path}: {model.num_params() / 1e6:.2f}M params ({model.config.attention}), "
-              f"{run.world} process(es) on {run.dev_type}, {run.dtype}, {n_tok:,} tokens/iter, iters {iter_num}..{cfg.max_iters}")
+              f"{run.world} process(es) on {run.dev_type}{f' (SPMD FSDP over {run.n_shards} devices)' if run.fsdp and run.xla else ' (FSDP)' if run.fsdp else ''}, {run.dtype}, {n_tok:,} tokens/iter, iters {iter_num}..{cfg.max_iters}")
     return log_path
 
 

@@ -54,11 +54,14 @@ def fully_shard_model(cfg, run, model):
 
 def spmd_shard_model(run, model):
     """XLA SPMD FSDPv2: every parameter sharded on its largest dim over the mesh's 'fsdp' axis."""
+    import torch_xla
     from torch_xla.experimental.spmd_fully_sharded_data_parallel import SpmdFullyShardedDataParallel
     model.to(run.device)
     if model.config.tie_word_embeddings:  # .to('xla') makes new Parameters: tie the head again
         model.lm_head.weight = model.model.embed_tokens.weight
     wrapped = SpmdFullyShardedDataParallel(model, mesh=run.mesh, shard_output=lambda out, mesh: None)
+    if run.master:  # what the partitioner was told, e.g. {devices=[4,1]0,1,2,3} for a (V, h) matrix on 4 chips
+        print(f"SPMD: embed_tokens.weight sharded as {torch_xla._XLAC._get_xla_sharding_spec(model.model.embed_tokens.weight)}")
     wrapped.config = model.config  # training_loss reads model.config
     return wrapped
 

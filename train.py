@@ -35,7 +35,7 @@ from tqdm import tqdm
 from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
-                     save_atomic, to_cpu, start_log, log, plot_losses)
+                     save_atomic, checkpoint_state, to_cpu, start_log, log, plot_losses)
 from sharding import full_state, load_optimizer_state, plain_copy
 from memplan import print_plan
 from data.common import data_ids, load_meta, load_tokens, load_sft
@@ -485,10 +485,7 @@ def sample(cfg, run, model, meta, splits, iter_num):
 
 
 def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val):  # -> the model state (rank 0)
-    if run.fsdp and not run.xla:  # every rank sends its shards; rank 0 gets one process's format
-        model_state, optimizer_state = full_state(run, model, optimizer)
-    elif run.master:
-        model_state, optimizer_state = to_cpu(model.state_dict()), to_cpu(optimizer.state_dict())
+    model_state, optimizer_state = checkpoint_state(run, model, optimizer)  # (FSDP: every rank sends its shards)
     if not run.master:
         return None
     obj = dict(model=model_state, model_config=asdict(model.config),

@@ -486,3 +486,27 @@ def test_xla_sigterm_to_the_launcher_checkpoints(data, tmp_path):
     assert code == 1 and err.strip().splitlines()[-1] == \
         f'error: stopped by SIGTERM; checkpoint at iteration {k} saved in {out}, continue with init_from=resume', err[-2000:]
     assert [json.loads(l)['iter'] for l in open(out / 'log.jsonl')] == list(range(1, k + 1))
+
+
+def test_xla_spmd_fsdp_on_4_devices_equals_one_device(data, tmp_path):
+    """--parallel=fsdp on XLA: one SPMD process shards the model and the batch over 4 PJRT CPU devices
+    (SpmdFullyShardedDataParallel); the losses and the checkpoint are those of the eager one-device run,
+    and it resumes on the mesh. A batch the devices do not divide is refused."""
+    pytest.importorskip('torch_xla')
+    kw = dict(grad_accum=2, eval_interval=4, dtype='float32', dataset=data / 'pycode', lr_decay_iters=4)
+    one = run(data, tmp_path / 'cpu', max_iters=4, **kw)
+    env = dict(os.environ, PJRT_DEVICE='CPU', CPU_NUM_DEVICES='4')
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', max_iters=2, **kw), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'SPMD FSDP over 4 devices' in p.stdout and 'devices=[4,1]' in p.stdout  # embed_tokens (V, h): rows on 4 devices
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', init_from='resume', max_iters=4), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    xla = [json.loads(line) for line in open(tmp_path / 'xla' / 'log.jsonl')]
+    assert [r['iter'] for r in xla] == [1, 2, 3, 4]
+    assert losses(xla) == pytest.approx(losses(one), rel=1e-4)
+    assert xla[-1]['val_loss'] == pytest.approx(one[-1]['val_loss'], rel=1e-4)
+    a, b = (torch.load(tmp_path / d / 'ckpt.pt', weights_only=True)['model'] for d in ('cpu', 'xla'))
+    assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5) for k in a)
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'bad', batch_size=6), env=env)
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == \
+        'error: batch_size=6 is split over the 4 devices of the SPMD mesh; use a multiple of 4'
