@@ -91,6 +91,8 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
     edit_rate: float = 0.1           # max edit operations as a fraction of the editable length
     fim_rate: float = 0.0            # objective=ar: fraction of documents rearranged for FIM (Bavarian: 0.5-0.9)
     fim_spm_rate: float = 0.0        # of those, the fraction in SPM order (else PSM)
+    attn_anneal_iters: int = 0       # AR adaptation (DiffuLLaMA): attention opens from causal to bidirectional over these steps
+    block_schedule: str = ''         # objective=block (LLaDA 2.0): 'size@progress,...', e.g. '1@0,4@0.1,128@0.3,4@0.8'
 
     def __post_init__(self):
         if self.masking not in ('none', 'pretrain', 'midtrain', 'custom'):
@@ -101,6 +103,7 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise UserError(f"{k}={getattr(self, k)} is not a probability; use a value in [0, 1]")
         block_sizes(self)
+        block_schedule(self)
 
 
 def block_sizes(opts):
@@ -111,6 +114,29 @@ def block_sizes(opts):
     if not sizes or min(sizes) < 1:
         raise UserError(f"s3_block_sizes={opts.s3_block_sizes!r} is invalid; use positive integers like '2,4,8'")
     return sizes
+
+
+def block_schedule(opts):
+    """LLaDA 2.0's block-size schedule as [(from_progress, block_size)]: from that fraction of training on,
+    block diffusion uses that block size. Warm-up grows the block from 1 (next-token prediction, with the
+    logit shift) to the whole sequence (plain masked diffusion), the stable phase stays there, and the
+    decay returns to a small block for cached inference: '1@0,4@0.1,32@0.2,128@0.3,4@0.8' at seq_len 128."""
+    if not opts.block_schedule:
+        return []
+    try:
+        steps = [(float(p), int(s)) for s, p in (item.split('@') for item in opts.block_schedule.split(','))]
+    except ValueError:
+        steps = []
+    if not steps or steps[0][0] != 0 or any(s < 1 for _, s in steps) or \
+            any(not a < b < 1 for (a, _), (b, _) in zip(steps, steps[1:])):
+        raise UserError(f"block_schedule={opts.block_schedule!r} is invalid; use 'size@progress,...' with sizes >= 1 "
+                        f"and progress rising from 0 below 1, e.g. '1@0,4@0.1,128@0.3,4@0.8'")
+    return steps
+
+
+def block_size_at(opts, progress):
+    """The scheduled block size at training progress in [0, 1] (block_schedule must be set)."""
+    return [s for p, s in block_schedule(opts) if p <= progress][-1]
 
 
 # CoDA mid-training: S1:S2:S3 per epoch, 5 epochs -> here 5 equal stages of progress
@@ -154,6 +180,17 @@ def noise_level(n, opts, step, generator, device, t_min=0.0):
     t = sample_t(n, eps=opts.eps, low_discrepancy=opts.low_discrepancy, u_max=u_max, generator=generator, device=device)
     t = t.clamp(min=t_min, max=1.0)
     return t, torch.ones_like(t) if warm else 1 / t
+
+
+def anneal_mask(L, step, opts, generator, device):
+    """DiffuLLaMA's attention-mask annealing for AR adaptation: the causal mask OR an (L, L) random mask
+    whose entries are open with probability r = step / attn_anneal_iters, one for the whole batch. r = 0 is
+    exactly causal; from r = 1 on the attention is fully bidirectional and no mask is needed (None)."""
+    r = step / opts.attn_anneal_iters if opts.attn_anneal_iters else 1.0
+    if r >= 1:
+        return None
+    i = torch.arange(L)
+    return ((i[None, :] <= i[:, None]) | (torch.rand((L, L), generator=generator) < r)).to(device)
 
 
 def forward_process(x0, mask_id, maskable=None, eps=1e-3, t=None, generator=None, low_discrepancy=False):
@@ -284,11 +321,13 @@ def scored_rows(weight):
     return weight.flatten().nonzero().squeeze(1)
 
 
-def scored_ce(model, xt, x0, weight, block=False):
+def scored_ce(model, xt, x0, weight, block=False, attn_mask=None):
     """sum_i weight_i CE_i over the aligned rows of xt (targets x0), computing only the rows with
     weight != 0 (fused with the cross-entropy, a chunk at a time; model.cross_entropy)."""
     rows = scored_rows(weight)
     fw = dict(rows=rows, targets=x0.flatten()[rows], weights=weight.flatten()[rows])
+    if attn_mask is not None:  # attention annealing (single stream only)
+        fw['attn_mask'] = attn_mask
     return block_predict(model, xt, x0, **fw) if block else predict(model, xt, **fw)
 
 
@@ -393,8 +432,10 @@ def training_loss(model, x0, *, objective, opts, progress, step, generator=None,
         # drew, the estimate stays unbiased (a count of real tokens in the denominator is a ratio
         # estimator) and the shape is static (no data-dependent division on XLA)
         scale = 1 / norm
-    # = sum_i weight_i CE_i * scale over the scored rows only (the others have weight 0)
-    loss = scored_ce(model, xt, x0, weight * scale, block=cfg.attention == 'block')
+    # = sum_i weight_i CE_i * scale over the scored rows only (the others have weight 0); while an AR
+    # model is being adapted its attention opens gradually (drawn last: the corruption is the same either way)
+    attn = anneal_mask(L, step, opts, generator, dev) if cfg.attention == 'bidirectional' else None
+    loss = scored_ce(model, xt, x0, weight * scale, block=cfg.attention == 'block', attn_mask=attn)
     info = {'mask_rate': masked.float().mean().detach(), 'scored': (weight > 0).float().mean().detach()}
     return loss, info
 

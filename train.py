@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config
-from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform
+from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config, _read_json
+from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform, block_schedule, block_size_at
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
                      save_atomic, checkpoint_state, to_cpu, start_log, log, plot_losses)
 from sharding import full_state, load_optimizer_state, plain_copy
@@ -68,6 +68,7 @@ class TrainConfig(DiffusionOptions):  # inherits every masking knob: eps, maskin
     # model
     model: str = 'toy'          # preset of model.PRESETS, for init_from=scratch
     block_size: int = 4         # block diffusion block (objective=block; Stable-DiffCoder uses 4)
+    shift_logits: str = 'auto'  # auto | true | false: Dream/CoDA logit shift; auto keeps an AR source's next-token head
     # AdamW with warm-up and cosine decay
     max_iters: int = 2500
     lr: float = 2e-3
@@ -99,7 +100,7 @@ RANGES = dict(lr='(0, inf)', min_lr='[0, inf)', warmup_iters='[0, inf)', lr_deca
               batch_size='[1, inf)', grad_accum='[1, inf)', seq_len='[1, inf)', block_size='[1, inf)',
               eval_interval='[0, inf)', eval_iters='[1, inf)', elbo_samples='[1, inf)', log_interval='[1, inf)',
               checkpoint_interval='[0, inf)', sample_interval='[0, inf)', eps='(0, 1)', edit_start='[0, 1]',
-              block_warmup_iters='[0, inf)', world_size='[0, inf)')
+              block_warmup_iters='[0, inf)', attn_anneal_iters='[0, inf)', world_size='[0, inf)')
 
 
 def parse_value(key, value, source):
@@ -170,7 +171,27 @@ def get_config(argv):
                         f"for objective={cfg.objective} (diffusion infills without it)")
     if cfg.objective == 'block' and cfg.seq_len % cfg.block_size:
         raise UserError(f"seq_len={cfg.seq_len} is not a multiple of block_size={cfg.block_size}; change one of them")
+    check_adaptation(cfg)
     return cfg
+
+
+def check_adaptation(cfg):
+    """The options of AR -> diffusion adaptation that can be checked without the source model."""
+    if cfg.shift_logits not in ('auto', 'true', 'false'):
+        raise UserError(f"shift_logits={cfg.shift_logits!r} is unknown; use auto, true or false")
+    if cfg.objective == 'ar' and cfg.shift_logits == 'true':
+        raise UserError("shift_logits=true is for the diffusion objectives (the ar objective reads the head at i "
+                        "for token i+1 already); drop it or choose objective=mdm, block or sft")
+    if cfg.attn_anneal_iters and cfg.objective not in ('mdm', 'sft'):
+        raise UserError(f"attn_anneal_iters opens causal attention to bidirectional, for objective=mdm or sft; "
+                        f"objective={cfg.objective} " + ("uses block attention: use block_schedule instead"
+                                                         if cfg.objective == 'block' else "stays causal: drop it"))
+    sizes = [s for _, s in block_schedule(cfg)]
+    if sizes and cfg.objective != 'block':
+        raise UserError(f"block_schedule is for objective=block, not {cfg.objective}; drop it")
+    if sizes and (sizes[-1] != cfg.block_size or any(cfg.seq_len % s for s in sizes)):
+        raise UserError(f"block_schedule={cfg.block_schedule!r}: every size must divide seq_len={cfg.seq_len} and the "
+                        f"last must be block_size={cfg.block_size} (the block the model samples with)")
 
 
 def checkpoint_path(out_dir):
@@ -256,10 +277,11 @@ def load_source(cfg):
 def build_model(cfg, meta, kind, ckpt):
     # CoDA's conventions: mdm/sft bidirectional, block diffusion block-causal, the ar baseline causal
     attention = {'ar': 'causal', 'block': 'block'}.get(cfg.objective, 'bidirectional')
-    common = dict(attention=attention, mask_token_id=meta['mask_id'], block_size=cfg.block_size)
     if kind in ('resume', 'ckpt') and ckpt['tokenizer'] != meta['tokenizer']:
         raise UserError(f"the dataset was tokenised with {meta['tokenizer']!r}, the model with {ckpt['tokenizer']!r}; "
                         f"prepare the dataset with --tokenizer={ckpt['tokenizer']}")
+    shift = logit_shift(cfg, kind, ckpt)
+    common = dict(attention=attention, mask_token_id=meta['mask_id'], block_size=cfg.block_size, shift_logits=shift)
     if kind == 'resume':  # the checkpoint's own model
         model = Transformer(ModelConfig(**ckpt['model_config']))
         model.load_state_dict(ckpt['model'])
@@ -269,14 +291,14 @@ def build_model(cfg, meta, kind, ckpt):
     elif kind == 'ckpt':
         model = Transformer(ModelConfig(**{**ckpt['model_config'], **common}))
         model.load_state_dict(ckpt['model'])
-    else:  # an AR Qwen3 keeps its next-token head through the logit shift (CoDA, Dream)
+    else:
         if os.path.isfile(os.path.join(cfg.init_from, 'tokenizer.json')):
             from tokenizer import load_tokenizer
             tok = load_tokenizer(cfg.init_from)
             if (tok.vocab_size, tok.mask_id) != (meta['vocab_size'], meta['mask_id']):
                 raise UserError(f"the dataset's tokenizer ({meta['tokenizer']!r}) is not the one of {cfg.init_from}; "
                                 f"prepare the dataset with --tokenizer={cfg.init_from}")
-        model = Transformer.from_pretrained(cfg.init_from, dtype=torch.float32, **common, shift_logits=attention != 'causal')
+        model = Transformer.from_pretrained(cfg.init_from, dtype=torch.float32, **common)
     c = model.config
     if data_ids(meta) > c.vocab_size or c.mask_token_id >= c.vocab_size:
         raise UserError(f"the dataset's tokenizer ({data_ids(meta)} ids) does not fit the model's vocab "
@@ -287,6 +309,36 @@ def build_model(cfg, meta, kind, ckpt):
     if cfg.seq_len > c.max_position_embeddings:
         raise UserError(f"seq_len={cfg.seq_len} exceeds the model's max_position_embeddings={c.max_position_embeddings}")
     return model
+
+
+def logit_shift(cfg, kind, ckpt):
+    """Does the model read position i's prediction from the logits at i-1 (Dream, CoDA)? An AR model's
+    head at i-1 already predicts token i, so an AR source trained with a diffusion objective keeps it:
+    auto = on for a causal source (an objective=ar run, a Qwen3 directory), else the source's own setting
+    (off from scratch, as LLaDA). shift_logits=true/false ablates it."""
+    if kind == 'resume':
+        own = ckpt['model_config']['shift_logits']
+        if cfg.shift_logits != 'auto' and (cfg.shift_logits == 'true') != own:
+            raise UserError(f"shift_logits={cfg.shift_logits}: the run in {cfg.out_dir} was trained with shift_logits="
+                            f"{str(own).lower()} and resume keeps its model; start a new stage with init_from={cfg.out_dir}")
+        return own
+    if kind == 'scratch':
+        attention, own = None, False
+    elif kind == 'ckpt':
+        attention, own = ckpt['model_config']['attention'], ckpt['model_config']['shift_logits']
+    else:  # a Hugging Face directory: qwen3 = an AR model; CoDA = a shifted bidirectional one
+        path = os.path.join(cfg.init_from, 'config.json')  # (from_pretrained reports a missing one)
+        coda = os.path.isfile(path) and str(_read_json(path, 'config.json').get('model_type')).lower() == 'coda'
+        attention, own = ('bidirectional', True) if coda else ('causal', False)
+    if cfg.attn_anneal_iters and attention != 'causal':
+        raise UserError(f"attn_anneal_iters={cfg.attn_anneal_iters} opens a causal model's attention gradually, but "
+                        + (f"{cfg.init_from} is already {attention}" if attention else "a model from scratch has none")
+                        + "; set attn_anneal_iters=0, or start from an AR run (init_from=<an objective=ar out_dir>)")
+    if cfg.objective == 'ar':
+        return False
+    if cfg.shift_logits != 'auto':
+        return cfg.shift_logits == 'true'
+    return attention == 'causal' or own
 
 
 def fim_ids(cfg, meta):
@@ -337,6 +389,8 @@ def train(cfg):
             lr = get_lr(iter_num, cfg)
             for group in optimizer.param_groups:
                 group['lr'] = lr
+            if cfg.block_schedule:  # LLaDA 2.0: the block size of this iteration (the mask follows config.block_size)
+                raw_model.config.block_size = block_size_at(opts, iter_num / max(cfg.max_iters, 1))
             loss_sum = torch.zeros((), device=run.device)
             for k, m in enumerate(mine):
                 g = rng(cfg.seed, iter_num, m)  # picks the batch and draws the diffusion noise
@@ -375,6 +429,8 @@ def train(cfg):
             # --- logging, evaluation, samples, checkpoints (iter = optimizer steps done)
             rec = dict(iter=iter_num, loss=loss_val, lr=lr,
                        tokens_per_s=cfg.batch_size * cfg.seq_len * cfg.grad_accum / (time.time() - t0))
+            if cfg.block_schedule:
+                rec['block_size'] = raw_model.config.block_size
             last = iter_num == cfg.max_iters
             if cfg.eval_interval and (iter_num % cfg.eval_interval == 0 or last):
                 rec.update(evaluate(cfg, run, raw_model, meta, splits))

@@ -11,6 +11,7 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
   python experiments/run.py frontier  # (c) tokens per forward vs infill quality (steps, threshold, factor)
   python experiments/run.py masking   # (d) CoDA progressive masking none / pretrain / strong
   python experiments/run.py curves    # (e) val loss vs training tokens, diffusion vs AR
+  python experiments/run.py adapt     # (f) AR -> diffusion adaptation at equal total compute (experiments/adapt.py)
   python experiments/run.py all --runs=/path/to/runs,. --n_infill=100 --n_he=1033
   python experiments/run.py blocks --logs_only   # refresh the log-based part while runs still train
   python experiments/run.py infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
@@ -215,7 +216,7 @@ def left_to_right_nats(model, x, x0, i, j):
     return total
 
 
-def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
+def fimprobe_rows(name, path, n_windows=64, L=120, samples=8):
     """Does a model use the suffix? Bits/byte of the same middle tokens of val windows (L tokens, cut at
     fixed positions i < j), with the suffix and without it. AR + FIM: PSM order (the suffix first) against
     left to right (exact NLLs). Diffusion: the span's ELBO with the suffix visible against the suffix
@@ -224,36 +225,39 @@ def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
     import torch
     from diffusion import elbo, fim_document, mask_id_of, token_ce
     rows = []
-    for name in ('ar', 'ar_fim', 'mdm', 'mdm_long'):
-        path = find_run(cfg, name)
-        if path is None:
-            continue
-        model, tok, docs = val_windows(path, n_windows, L)
-        with torch.no_grad():
-            for i, j in CUTS:
-                n = len(docs) * (j - i) * math.log(2)
-                if name in ('ar', 'ar_fim'):  # all windows in one batch; plain AR cannot read the suffix
-                    y = torch.tensor(docs)
-                    plain = float(token_ce(model(y)[:, :-1], y[:, 1:])[:, i - 1:j - 1].sum())
-                    fim = None
-                    if name == 'ar_fim':  # PSM: the middle comes last
-                        x = torch.tensor([fim_document(doc, i, j, tok.fim_ids) for doc in docs])
-                        fim = float(token_ce(model(x)[:, :-1], x[:, 1:])[:, -(j - i):].sum()) / n
-                    rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=fim,
-                                     without_suffix_bpb=plain / n, how='PSM vs left to right, exact NLL'))
-                    continue
-                x0 = torch.tensor(docs)
-                maskable = torch.zeros_like(x0, dtype=torch.bool)
-                maskable[:, i:j] = True
-                hidden = x0.clone()
-                hidden[:, j:] = mask_id_of(model)  # the suffix as masks: its length known, its text not
-                both, pre = (float(elbo(model, x, n_samples=samples, maskable=maskable,
-                                        generator=torch.Generator().manual_seed(0)).sum()) * (j - i) / n
-                             for x in (x0, hidden))
-                l2r_both, l2r_pre = (left_to_right_nats(model, x, x0, i, j) / n for x in (x0, hidden))
-                rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=both, without_suffix_bpb=pre,
-                                 l2r_with_suffix_bpb=l2r_both, l2r_without_suffix_bpb=l2r_pre,
-                                 how='ELBO (and left-to-right NLL), suffix visible vs masked'))
+    model, tok, docs = val_windows(path, n_windows, L)
+    fim = model.train_config.get('fim_rate', 0) > 0
+    with torch.no_grad():
+        for i, j in CUTS:
+            n = len(docs) * (j - i) * math.log(2)
+            if model.config.attention == 'causal':  # all windows in one batch; plain AR cannot read the suffix
+                y = torch.tensor(docs)
+                plain = float(token_ce(model(y)[:, :-1], y[:, 1:])[:, i - 1:j - 1].sum())
+                psm = None
+                if fim:  # PSM: the middle comes last
+                    x = torch.tensor([fim_document(doc, i, j, tok.fim_ids) for doc in docs])
+                    psm = float(token_ce(model(x)[:, :-1], x[:, 1:])[:, -(j - i):].sum()) / n
+                rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=psm,
+                                 without_suffix_bpb=plain / n, how='PSM vs left to right, exact NLL'))
+                continue
+            x0 = torch.tensor(docs)
+            maskable = torch.zeros_like(x0, dtype=torch.bool)
+            maskable[:, i:j] = True
+            hidden = x0.clone()
+            hidden[:, j:] = mask_id_of(model)  # the suffix as masks: its length known, its text not
+            both, pre = (float(elbo(model, x, n_samples=samples, maskable=maskable,
+                                    generator=torch.Generator().manual_seed(0)).sum()) * (j - i) / n
+                         for x in (x0, hidden))
+            l2r_both, l2r_pre = (left_to_right_nats(model, x, x0, i, j) / n for x in (x0, hidden))
+            rows.append(dict(run=name, cut=[i, j], windows=len(docs), with_suffix_bpb=both, without_suffix_bpb=pre,
+                             l2r_with_suffix_bpb=l2r_both, l2r_without_suffix_bpb=l2r_pre,
+                             how='ELBO (and left-to-right NLL), suffix visible vs masked'))
+    return rows
+
+
+def table_fimprobe(cfg):
+    rows = [r for name in ('ar', 'ar_fim', 'mdm', 'mdm_long') if (path := find_run(cfg, name))
+            for r in fimprobe_rows(name, path)]
     markdown(rows, ['run', 'cut', 'windows', 'with_suffix_bpb', 'without_suffix_bpb', 'l2r_with_suffix_bpb',
                     'l2r_without_suffix_bpb'])
 
@@ -264,7 +268,7 @@ def table_fimprobe(cfg, n_windows=64, L=120, samples=8):
         ax.bar([i + 0.2 for i in x], [r['with_suffix_bpb'] or 0 for r in rows], 0.4, label='with the suffix')
         ax.set_xticks(list(x), labels, fontsize=6, rotation=45), ax.legend(fontsize=7)
         ax.set_ylabel('bits/byte of the middle (lower is better)')
-    save(cfg, 'fimprobe', dict(rows=rows, window=L, elbo_samples=samples), plot)
+    save(cfg, 'fimprobe', dict(rows=rows, window=120, elbo_samples=8), plot)
 
 
 def bars(ax, rows, key, ylabel):
@@ -535,8 +539,13 @@ def table_curves(cfg):
     save(cfg, 'curves', out, plot)
 
 
+def table_adapt(cfg):  # experiments/adapt.py: AR -> diffusion adaptation at equal total compute
+    from adapt import table_adapt as table
+    table(cfg)
+
+
 TABLES = dict(infill=table_infill, samplers=table_samplers, fimprobe=table_fimprobe, blocks=table_blocks, frontier=table_frontier, masking=table_masking,
-              curves=table_curves)
+              curves=table_curves, adapt=table_adapt)
 
 
 def main(argv):
