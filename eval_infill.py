@@ -174,6 +174,9 @@ def span_nats(model, tok, pre, ans, suf, mode, n_samples=8, generator=None):
                 from_pre = min(cut, len(pre))
                 pre, suf = pre[from_pre:], suf[:len(suf) - min(cut - from_pre, len(suf))]
                 ids = pre + ans + suf
+                # an answer longer than the context: end its last block with masks, the unknown future
+                # the sampler also sees there (visible, never scored)
+                ids += [model.config.mask_token_id] * (-len(ids) % model.config.block_size)
             x0 = torch.tensor([ids])
             maskable = torch.zeros_like(x0, dtype=torch.bool)
             maskable[0, len(pre):len(pre) + len(ans)] = True

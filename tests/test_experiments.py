@@ -154,3 +154,32 @@ def test_bad_runs_write_nothing(runs, tmp_path, monkeypatch):
     assert (tmp_path / 'infill.json').read_text() == before
     with pytest.raises(UserError, match='name a table'):
         X.main(['tables'])
+
+
+def test_adapt_counts_the_source_and_keeps_its_measurements(runs, tmp_path, monkeypatch, capsys):
+    """experiments/run.py adapt on tiny runs: an adapted arm's compute includes its AR source's, and
+    each arm's measurements are kept beside its checkpoint and reused while the checkpoint is the same."""
+    import adapt as A  # experiments/adapt.py
+    monkeypatch.chdir(tmp_path)
+    base = {**SMALL, 'dataset': str(runs / 'pycode')}
+    src, out = runs / 'runs' / 'out-toy-ar2000', runs / 'runs' / 'out-toy-adapt'
+    train.main([f'--{k}={v}' for k, v in {**base, 'objective': 'ar', 'out_dir': str(src)}.items()])
+    train.main([f'--{k}={v}' for k, v in {**base, 'init_from': str(src), 'max_iters': 2, 'out_dir': str(out)}.items()])
+    with pytest.raises(UserError, match='needs at least the ar and adapt_mdm runs'):
+        X.main(['adapt', f'--runs={tmp_path}', f'--out_dir={tmp_path}'])
+    assert not (tmp_path / 'adapt.json').exists()
+    argv = ['adapt', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}', '--n_infill=2', '--n_he=2']
+    X.main(argv)
+    res = json.load(open(tmp_path / 'adapt.json'))
+    arms = {r['run']: r for r in res['arms']}
+    assert set(arms) == {'ar', 'ar_fim', 'mdm', 'adapt_mdm'} and arms['adapt_mdm']['shift_logits'] is True
+    tokens = SMALL['batch_size'] * SMALL['seq_len']
+    assert arms['adapt_mdm']['total_forward_tokens'] == (4 + 2) * tokens == arms['ar']['total_forward_tokens'] + 2 * tokens
+    assert arms['ar']['val_elbo_bpb'] == arms['ar']['val_l2r_bpb']  # AR: both are its exact NLL
+    assert all(0 < arms['adapt_mdm'][f'ce_bits_t{t}'] < 20 for t in A.MASK_RATES)
+    assert {r['run'] for r in res['infill'] if r.get('setting') == 'threshold 0.9'} == {'mdm', 'adapt_mdm'}
+    assert [r['shift'] for r in json.load(open(tmp_path / 'shift.json'))['rows']] == [True]
+    capsys.readouterr()
+    X.main(argv)  # nothing changed: every arm's measurements are read back, the tables are the same
+    assert capsys.readouterr().out.count('measurements from') == 4
+    assert json.load(open(tmp_path / 'adapt.json'))['arms'] == res['arms']

@@ -227,6 +227,9 @@ def test_conditional_likelihood_is_log_v_under_uniform_logits(mode, attention):
     nats = I.span_nats(m, FakeTok(), pre, ans, suf, mode, n_samples=3, generator=torch.Generator().manual_seed(0))
     assert nats == pytest.approx(len(ans) * math.log(V), rel=1e-5)
     assert nats / math.log(2) / len(ans) == pytest.approx(math.log2(V), rel=1e-5)
+    if mode == 'diffusion':  # an answer alone that fills no whole block (the context cut to nothing)
+        nats = I.span_nats(m, FakeTok(), [], ans, [], mode, n_samples=3, generator=torch.Generator().manual_seed(0))
+        assert nats == pytest.approx(len(ans) * math.log(V), rel=1e-5)
 
 
 def test_context_windows():
