@@ -9,6 +9,7 @@ Speed benchmarks: training throughput and the sampler/cache matrix.
   python bench.py --out=bench.json                 # also write every row as JSON
   python bench.py --case=vocab --threads=1         # training at vocab 512 and 151,936: ours vs today's
                                                    # full logits vs transformers' Qwen3 (if installed)
+  python bench.py --case=shard                     # FSDP: per-rank memory and step time at 1, 2, 4 processes
   venv-coda/bin/python bench.py --case=coda --coda_repo=PATH --threads=1   # sampling vs CoDA's own
                                                    # diffusion_generate (a clone of SalesforceAIResearch/CoDA)
 
@@ -33,6 +34,15 @@ coda:   sampling at CoDA's head shape (vocab 151,936, untied head, 4 layers x 25
         same random weights, alternated. Its code needs transformers 4.47.1 (a separate venv) and is read
         from --coda_repo at run time, never copied. Tokens are compared when generate() has CoDA's
         per-step count (schedule='coda'); otherwise only the speed.
+shard:  the memory FSDP saves (sharding.py), at a shape of 8 layers x 512 (~26M parameters, vocab 264), fp32
+        AdamW, micro-batch 4 x 256 per process, each row a fresh torchrun of gloo processes on this CPU: one
+        process (plain, and with activation checkpointing), FSDP over 2 and 4 processes, FSDP with
+        reshard_after_forward=False, FSDP + activation checkpointing. Per rank (the largest rank): state_mib =
+        RSS growth after the steps with the gradients freed (parameters + AdamW moments), act_mib = RSS growth
+        over one forward (what autograd saves), peak_mib = peak RSS (VmHWM) growth over the steps, plan_mib =
+        memplan.py's peak for the row. glibc returns every allocation above 64 KiB to the OS at once
+        (MALLOC_MMAP_THRESHOLD_), so the RSS follows the live tensors. With more processes than cores the ranks
+        share the cores: ms_per_step then counts that too.
 memory: CUDA: torch.cuda.max_memory_allocated during the row. CPU: growth of the process RSS
         (sampled every 2 ms from /proc/self/statm) over its value before the row, after malloc_trim
         has returned freed heap to the OS: rough (allocator caching, missed short peaks).
@@ -51,7 +61,7 @@ from model import Transformer, UserError, check_device, check_ranges, make_confi
 from data.common import check_out_file, json_with_keys, parse_args, run_cli, write_json
 
 DEFAULTS = dict(
-    case='all',            # all | train | sample | blockcache | vocab | coda
+    case='all',            # all | train | sample | blockcache | vocab | coda | shard
     quick=False,           # small sizes: the whole run in under a minute on CPU
     model='toy', attention='bidirectional,block',   # random-init models: preset, attention mode(s) ...
     block_size=32,                                   # ... and the block model's block size
@@ -65,6 +75,7 @@ DEFAULTS = dict(
     alg='entropy',
     vocabs='512,151936', contender='', mem=True, rounds=3,   # vocab (contender: one, in a subprocess)
     coda_repo='',          # coda: a clone of SalesforceAIResearch/CoDA
+    shards='1,2,4', shard_row='',   # shard: process counts; one row's engine (inside torchrun)
     out='',
     overwrite=False,       # let --out replace an earlier bench.py result (never a file of another kind)
 )
@@ -422,6 +433,115 @@ def bench_coda(cfg):
     return rows
 
 # -----------------------------------------------------------------------------
+# sharded training memory (FSDP)
+
+SHARD_ROWS = (('1', 'one'), ('1', 'one+ac'), ('N', 'fsdp'), ('2', 'fsdp+zero2'), ('2', 'fsdp+ac'))
+
+
+def shard_shape(quick):
+    from model import ModelConfig
+    size = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, head_dim=32) if quick else \
+        dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, head_dim=64)
+    return ModelConfig(**dict(vocab_size=264, num_attention_heads=8, num_key_value_heads=4, attention='bidirectional',
+                              mask_token_id=263, max_position_embeddings=4096), **size)
+
+
+def rss_now():
+    return PeakMemory('cpu')._rss()
+
+
+def shard_setup(cfg, mc, row, world):
+    """A model and AdamW for one row: plain, activation-checkpointed, or sharded with FSDP2."""
+    from types import SimpleNamespace
+    from sharding import checkpoint_layers, fully_shard_model
+    torch.manual_seed(cfg['seed'])
+    model = Transformer(mc).train()
+    if '+ac' in row:
+        checkpoint_layers(model)
+    if row.startswith('fsdp'):
+        run = SimpleNamespace(dev_type='cpu', world=world, dtype='float32')
+        fully_shard_model(SimpleNamespace(reshard_after_forward='zero2' not in row), run, model)
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+
+def shard_step(model, opt, x0, i):
+    """-> RSS growth over the forward (the saved activations), seconds of the whole step."""
+    import diffusion as D
+    t0, r0 = time.perf_counter(), rss_now()
+    loss, _ = D.training_loss(model, x0, objective='mdm', opts=D.DiffusionOptions(), progress=1.0, step=i,
+                              generator=torch.Generator().manual_seed(i))  # progress 1: the largest mask rate
+    act = rss_now() - r0
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return act, time.perf_counter() - t0
+
+
+def shard_worker(cfg):
+    """One rank of a --case=shard row (under torchrun): measure, print one JSON line."""
+    import statistics
+    import torch.distributed as dist
+    import memplan
+    world = int(os.environ.get('WORLD_SIZE', 1))
+    if world > 1:
+        dist.init_process_group('gloo')
+    row, mc = cfg['shard_row'], shard_shape(cfg['quick'])
+    B, L = cfg['batch_size'], cfg['seq_len']
+    x0 = torch.randint(0, mc.vocab_size - 1, (B, L), generator=torch.Generator().manual_seed(cfg['seed']))
+    # warm-up on a tiny model of the same engine: kernels, thread pools, gloo buffers are set up once, outside
+    from dataclasses import replace
+    model, opt = shard_setup(cfg, replace(mc, hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16), row, world)
+    shard_step(model, opt, x0, 0), shard_step(model, opt, x0, 1)
+    del model, opt
+    gc.collect()
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+    with open('/proc/self/clear_refs', 'w') as f:  # reset the peak RSS (VmHWM) to the current RSS
+        f.write('5')
+    base = rss_now()
+    model, opt = shard_setup(cfg, mc, row, world)
+    steps = [shard_step(model, opt, x0, i) for i in range(cfg['train_iters'] + 1)]  # step 0 creates AdamW's state
+    gc.collect()
+    state = rss_now() - base
+    with open('/proc/self/status') as f:
+        peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM:')) - base
+    p = memplan.plan(mc, tokens=B * L, dtype='float32', world=world, engine='fsdp' if row.startswith('fsdp') else 'ddp',
+                     reshard_after_forward='zero2' not in row, checkpointing='+ac' in row)
+    print(json.dumps(dict(rank=int(os.environ.get('RANK', 0)), state_mib=state / 2**20,
+                          act_mib=statistics.median(a for a, _ in steps[1:]) / 2**20, peak_mib=peak / 2**20,
+                          plan_mib=p['peak'] / 2**20, plan_act_mib=p['activations'] / 2**20,
+                          ms_per_step=1e3 * statistics.median(t for _, t in steps[1:]))), flush=True)
+    if world > 1:
+        dist.destroy_process_group()
+    return []
+
+
+def bench_shard(cfg):
+    import subprocess
+    import sys
+    from model import Transformer as T
+    counts = [int(n) for n in str(cfg['shards']).split(',')]
+    n_params = T(shard_shape(cfg['quick'])).num_params()
+    specs = [(n, row) for procs, row in SHARD_ROWS for n in ([c for c in counts if c > 1] if procs == 'N' else [int(procs)])
+             if procs == 'N' or int(procs) <= max(counts)]
+    env = dict(os.environ, OMP_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='65536')
+    rows = []
+    for n, row in specs:
+        args = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}',
+                os.path.abspath(__file__), '--case=shard', f'--shard_row={row}', f"--batch_size={cfg['batch_size']}",
+                f"--seq_len={cfg['seq_len']}", f"--train_iters={cfg['train_iters']}", f"--quick={cfg['quick']}"]
+        p = subprocess.run(args, capture_output=True, text=True, env=env)
+        if p.returncode:
+            raise RuntimeError(f"shard row {row} x {n} failed:\n{p.stderr[-2000:]}")
+        ranks = [json.loads(line) for line in p.stdout.splitlines() if line.startswith('{')]
+        worst = {k: max(r[k] for r in ranks) for k in ranks[0] if k != 'rank'}
+        rows.append(dict(case='shard', engine=row, processes=n, params=n_params, batch_size=cfg['batch_size'],
+                         seq_len=cfg['seq_len'], **worst))
+    one = rows[0]
+    for r in rows:
+        r['state_vs_one_over_n'] = r['state_mib'] / (one['state_mib'] / r['processes'])
+        r['peak_vs_plan'] = r['peak_mib'] / r['plan_mib']
+    return rows
+
 
 def fmt(v):
     if v is None:
@@ -447,14 +567,16 @@ def print_table(rows):
 
 def main(argv):
     cfg = parse_args(argv, DEFAULTS, __doc__)
-    if cfg['case'] not in ('all', 'train', 'sample', 'blockcache', 'vocab', 'coda'):
-        raise UserError(f"--case={cfg['case']!r} is unknown; use all, train, sample, blockcache, vocab or coda")
+    if cfg['case'] not in ('all', 'train', 'sample', 'blockcache', 'vocab', 'coda', 'shard'):
+        raise UserError(f"--case={cfg['case']!r} is unknown; use all, train, sample, blockcache, vocab, coda or shard")
     bad = [a for a in cfg['attention'].split(',') if a not in ('bidirectional', 'block', 'causal')]
     if bad:
         raise UserError(f"--attention={bad[0]!r} is unknown; use bidirectional, block, causal or a comma list")
     given = {a[2:].split('=')[0] for a in argv}
-    if cfg['case'] == 'vocab':  # the issue's batch 4 x 256
+    if cfg['case'] in ('vocab', 'shard'):  # the issue's batch 4 x 256
         cfg.update({k: v for k, v in dict(batch_size=4, seq_len=256).items() if k not in given})
+    if cfg['case'] == 'shard' and 'train_iters' not in given:
+        cfg['train_iters'] = 3
     if cfg['quick']:  # tiny sizes; explicit --key=value options still win
         quick = dict(model='tiny', batch_size=4, seq_len=128, train_iters=3, prompt_len=32, gen_length=64,
                      block_length=16, block_size=16, threads=1, vocabs='512,4096', rounds=1)
@@ -465,6 +587,10 @@ def main(argv):
     vocabs = str(cfg['vocabs']).split(',')
     if not all(v.isdigit() and int(v) >= 2 for v in vocabs) or (cfg['contender'] and len(vocabs) > 1):
         raise UserError(f"--vocabs={cfg['vocabs']!r}: give vocab sizes >= 2, comma-separated (one with --contender)")
+    if not all(n.isdigit() and int(n) >= 1 for n in str(cfg['shards']).split(',')):
+        raise UserError(f"--shards={cfg['shards']!r}: give process counts >= 1, comma-separated, e.g. 1,2,4")
+    if cfg['shard_row'] not in ('',) + tuple(row for _, row in SHARD_ROWS):
+        raise UserError(f"--shard_row={cfg['shard_row']!r} is unknown; use one of {', '.join(r for _, r in SHARD_ROWS)}")
     parse_dtype(cfg['dtype'])
     check_device(cfg['device'])
     check_out_file(cfg['out'], overwrite=cfg['overwrite'], own=json_with_keys('config', 'results'),
@@ -476,6 +602,8 @@ def main(argv):
         torch.set_num_threads(cfg['threads'])
     if cfg['contender']:
         return bench_vocab(cfg)
+    if cfg['shard_row']:
+        return shard_worker(cfg)
     print(f"device {cfg['device']}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     results = []
     if cfg['case'] in ('all', 'train'):
@@ -495,7 +623,7 @@ def main(argv):
             print(f"blockcache, {r['tokens_per_step']} token(s) per step: prefix cache is {r['speedup_vs_none']:.1f}x "
                   f"faster than no cache (same tokens: {r['same_tokens']})")
         results += rows
-    for case, fn in (('vocab', bench_vocab), ('coda', bench_coda)):  # only when asked for by name
+    for case, fn in (('vocab', bench_vocab), ('coda', bench_coda), ('shard', bench_shard)):  # only when asked for by name
         if cfg['case'] == case:
             with torch.no_grad() if case == 'coda' else contextlib.nullcontext():
                 rows = fn(cfg)

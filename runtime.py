@@ -1,7 +1,7 @@
 """
-The machinery under train.py's loop, apart from the method: config files, processes and devices (one
-process, torchrun's DDP, torch_xla), stopping on Ctrl-C / SIGTERM with a checkpoint, atomic checkpoint
-writes, the log and its plot. train.train() reads as the loop; this is what it calls.
+The machinery under train.py's loop, apart from the method: processes and devices (one process,
+torchrun's DDP, torch_xla), stopping on Ctrl-C / SIGTERM with a checkpoint, atomic checkpoint
+writes, the log and its plot. The sharded engines (FSDP, SPMD) are in sharding.py. train.train() reads as the loop; this is what it calls.
 """
 import ast
 import json
@@ -17,6 +17,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model import UserError
+from sharding import check_fsdp, checkpoint_layers, full_state, fully_shard_model, spmd_shard_model, start_spmd
 
 
 # -----------------------------------------------------------------------------
@@ -57,18 +58,26 @@ def read_config_file(path, names):
 # processes and devices
 
 def start_processes(cfg):
-    """torchrun sets RANK/WORLD_SIZE; torch_xla.launch runs one process per chip; else one process."""
-    run = SimpleNamespace(xla=cfg.device == 'xla', mark_step=lambda: None)
+    """torchrun sets RANK/WORLD_SIZE; torch_xla.launch runs one process per chip; else one process.
+    parallel=fsdp on XLA: one process per host drives every chip through an SPMD mesh (sharding.py)."""
+    run = SimpleNamespace(xla=cfg.device == 'xla', fsdp=cfg.parallel == 'fsdp', mark_step=lambda: None)
     if run.xla:
         import torch_xla
         import torch_xla.core.xla_model as xm
         import torch_xla.runtime as xr
         import torch_xla.debug.metrics as met
-        run.rank, run.world, run.device, run.xm, run.met = xr.global_ordinal(), xr.world_size(), torch_xla.device(), xm, met
+        if run.fsdp:  # the loop sees one process of one (sharded) device
+            start_spmd(run)
+            run.rank, run.world = 0, 1
+        else:
+            run.rank, run.world = xr.global_ordinal(), xr.world_size()
+        check_world(cfg, run)  # (SPMD: the batch splits over the chips)
+        run.device, run.xm, run.met = torch_xla.device(), xm, met
         run.all_sum = lambda t: xm.all_reduce(xm.REDUCE_SUM, t) if run.world > 1 else t
         run.mark_step = xm.mark_step  # cut the lazy graph here: one graph per kind of step, compiled once
     else:
         run.world = int(os.environ.get('WORLD_SIZE', 1))
+        check_world(cfg, run)  # before waiting for the other processes
         device = cfg.device if cfg.device != 'auto' else \
             'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
         if run.world > 1:  # one GPU per process (NCCL), or gloo between CPU processes
@@ -78,9 +87,9 @@ def start_processes(cfg):
             dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo')
         run.rank, run.device = dist.get_rank() if run.world > 1 else 0, device
         run.all_sum = lambda t: (dist.all_reduce(t), t)[1] if run.world > 1 else t
-    run.master, run.ddp = run.rank == 0, run.world > 1 and not run.xla
-    if cfg.grad_accum % run.world:
-        raise UserError(f"grad_accum={cfg.grad_accum} is the total over all {run.world} processes; use a multiple of {run.world}")
+    run.master = getattr(run, 'master', run.rank == 0)
+    run.ddp = run.world > 1 and not run.xla and not run.fsdp
+    run.put = getattr(run, 'put', lambda x: x.to(run.device))  # a batch onto the device (SPMD: split over chips)
     run.dev_type = 'xla' if run.xla else torch.device(run.device).type
     run.dtype = cfg.dtype if cfg.dtype != 'auto' else 'bfloat16' if run.dev_type in ('cuda', 'xla') else 'float32'
     ptdtype = getattr(torch, run.dtype)
@@ -90,8 +99,15 @@ def start_processes(cfg):
     return run
 
 
+def check_world(cfg, run):
+    if cfg.grad_accum % run.world:
+        raise UserError(f"grad_accum={cfg.grad_accum} is the total over all {run.world} processes; use a multiple of {run.world}")
+    if run.fsdp:
+        check_fsdp(cfg, run)
+
+
 def end_processes(run):
-    if run.ddp:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -103,6 +119,17 @@ def reduce_step(run, optimizer, loss_sum, stop):
 
 
 def wrap_model(cfg, run, model):
+    """Onto the device; activation checkpointing; FSDP (shards `model` in place) or torch.compile + DDP."""
+    if cfg.activation_checkpointing:
+        checkpoint_layers(model, xla=run.xla)
+    if run.fsdp and run.xla:
+        return spmd_shard_model(run, model)
+    if run.fsdp:
+        model = fully_shard_model(cfg, run, model)  # also moves it to the device
+    else:
+        model.to(run.device)
+        if model.config.tie_word_embeddings:  # .to('xla') makes new Parameters, which unties a shared head: tie again
+            model.lm_head.weight = model.model.embed_tokens.weight
     if cfg.compile:
         model = torch.compile(model)
     if run.ddp:
@@ -176,6 +203,13 @@ def to_cpu(obj):  # checkpoints hold CPU tensors only (XLA/CUDA tensors are copi
     return obj.detach().cpu() if torch.is_tensor(obj) else obj
 
 
+def checkpoint_state(run, model, optimizer):
+    """(model, optimizer) state dicts of CPU tensors in one process's format on rank 0, (None, None) elsewhere."""
+    if run.fsdp and not run.xla:  # all ranks gather the shards (SPMD's .cpu() gathers by itself)
+        return full_state(run, model, optimizer)
+    return (to_cpu(model.state_dict()), to_cpu(optimizer.state_dict())) if run.master else (None, None)
+
+
 class RunLog:
     """log.jsonl, kept in step with ckpt.pt. Lines are appended as they come when the file holds exactly
     what this run keeps (a new out_dir, or a resume whose log ends at its checkpoint); otherwise (a run
@@ -241,7 +275,7 @@ def start_log(cfg, run, model, data_path, iter_num):
     if run.master:
         n_tok = cfg.batch_size * cfg.seq_len * cfg.grad_accum
         print(f"{cfg.objective} on {data_path}: {model.num_params() / 1e6:.2f}M params ({model.config.attention}), "
-              f"{run.world} process(es) on {run.dev_type}, {run.dtype}, {n_tok:,} tokens/iter, iters {iter_num}..{cfg.max_iters}")
+              f"{run.world} process(es) on {run.dev_type}{f' (SPMD FSDP over {run.n_shards} devices)' if run.fsdp and run.xla else ' (FSDP)' if run.fsdp else ''}, {run.dtype}, {n_tok:,} tokens/iter, iters {iter_num}..{cfg.max_iters}")
     return runlog
 
 

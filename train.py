@@ -6,6 +6,8 @@ a GPU cluster under torchrun and a TPU pod under torch_xla.
   python train.py config/toy_ar.py --max_iters=200   # a config file assigns names; --key=value overrides any field
   torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py     # DDP, one GPU per process
   PJRT_DEVICE=TPU python train.py config/coda_pretrain.py --device=xla          # one process per TPU chip
+  torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py --parallel=fsdp   # sharded (sharding.py)
+  python train.py config/coda_pretrain.py --plan --world_size=8 --device_memory=24GB          # memory per device, no training
   python train.py --init_from=resume --out_dir=out-toy --max_iters=2000         # continue exactly where it stopped
   python train.py --init_from=resume --out_dir=out-toy --max_iters=0 --export_hf=out-toy/hf   # export only
 
@@ -33,7 +35,9 @@ from tqdm import tqdm
 from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config, _read_json
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform, block_schedule, block_size_at
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
-                     save_atomic, to_cpu, start_log, log, plot_losses, read_config_file)
+                     save_atomic, checkpoint_state, to_cpu, start_log, log, plot_losses, read_config_file)
+from sharding import full_state, load_optimizer_state, plain_copy
+from memplan import print_plan
 from data.common import data_ids, load_meta, load_tokens, load_sft
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -80,16 +84,24 @@ class TrainConfig(DiffusionOptions):  # inherits every masking knob: eps, maskin
     device: str = 'auto'        # auto | cpu | cuda | mps | xla
     dtype: str = 'auto'         # auto (bf16 on CUDA/XLA, float32 on CPU) | float32 | bfloat16 | float16
     compile: bool = False       # torch.compile the model (CUDA)
+    parallel: str = 'ddp'       # ddp (a whole replica per device) | fsdp (sharded: FSDP2, or SPMD FSDPv2 on XLA)
+    reshard_after_forward: bool = True     # fsdp: free gathered weights after forward (False: ZeRO-2-like)
+    activation_checkpointing: bool = False  # recompute each decoder layer in backward (any parallel)
+    plan: bool = False          # print the memory per device (memplan.py) and exit
+    world_size: int = 0         # plan: devices to plan for (0 = WORLD_SIZE of the environment, or 1)
+    device_memory: str = '24GB'  # plan: the memory of one device
     seed: int = 1337
 
 
+# how this launch uses its devices, not what the run trains: a resume does not take them from the checkpoint
+HARDWARE_KEYS = ('parallel', 'reshard_after_forward', 'activation_checkpointing', 'plan', 'world_size', 'device_memory')
 # the interval each numeric key must lie in (model.check_ranges); DiffusionOptions checks its probabilities
 RANGES = dict(lr='(0, inf)', min_lr='[0, inf)', warmup_iters='[0, inf)', lr_decay_iters='[0, inf)',
               weight_decay='[0, inf)', beta1='[0, 1)', beta2='[0, 1)', grad_clip='[0, inf)', max_iters='[0, inf)',
               batch_size='[1, inf)', grad_accum='[1, inf)', seq_len='[1, inf)', block_size='[1, inf)',
               eval_interval='[0, inf)', eval_iters='[1, inf)', elbo_samples='[1, inf)', log_interval='[1, inf)',
               checkpoint_interval='[0, inf)', sample_interval='[0, inf)', eps='(0, 1)', edit_start='[0, 1]',
-              block_warmup_iters='[0, inf)', attn_anneal_iters='[0, inf)', seed='(-inf, inf)')
+              block_warmup_iters='[0, inf)', attn_anneal_iters='[0, inf)', seed='(-inf, inf)', world_size='[0, inf)')
 PER_COMMAND = ('overwrite', 'export_hf')         # never taken from the checkpoint on resume
 FIXED_ON_RESUME = ('model', 'objective')         # the model a resume continues (block_size too, for block models)
 
@@ -139,14 +151,14 @@ def get_config(argv):
     base = {}
     if overrides.get('init_from') == 'resume':  # continue with the run's own settings unless overridden
         ckpt = load_checkpoint(checkpoint_path(overrides.get('out_dir', TrainConfig.out_dir)), mmap=True)
-        base = {k: v for k, v in (ckpt.get('train_config') or {}).items() if k in names and k not in PER_COMMAND}
+        base = {k: v for k, v in (ckpt.get('train_config') or {}).items() if k in names and k not in PER_COMMAND and k not in HARDWARE_KEYS}
         fixed = FIXED_ON_RESUME + (('block_size',) if base.get('objective') == 'block' else ())
         for k in fixed:
             if k in overrides and k in base and overrides[k] != base[k]:
                 raise UserError(f"{k}={overrides[k]!r} differs from the run's {k}={base[k]!r}: a resume continues the "
                                 f"same model; start a new run in another out_dir (init_from=<this out_dir> takes its weights)")
     cfg = TrainConfig(**{**base, **overrides})
-    for key, ok in (('objective', OBJECTIVES), ('device', ('auto', 'cpu', 'cuda', 'mps', 'xla')),
+    for key, ok in (('objective', OBJECTIVES), ('device', ('auto', 'cpu', 'cuda', 'mps', 'xla')), ('parallel', ('ddp', 'fsdp')),
                     ('dtype', ('auto', 'float32', 'bfloat16', 'float16'))):
         if getattr(cfg, key).split(':')[0] not in ok:  # (device may be cuda:N)
             raise UserError(f"{key}={getattr(cfg, key)!r} is unknown; use one of {', '.join(ok)}")
@@ -379,18 +391,19 @@ def train(cfg):
     torch.manual_seed(cfg.seed)
     raw_model = build_model(cfg, meta, kind, ckpt)
     opts = DiffusionOptions(**{f.name: getattr(cfg, f.name) for f in fields(DiffusionOptions)})
-    optimizer, scaler = make_optimizer(cfg, run, raw_model)  # moves the model to the device first
-    iter_num, best_val = resume_state(ckpt, optimizer, scaler) if kind == 'resume' else (0, float('inf'))
+    model = wrap_model(cfg, run, raw_model)  # to the device; FSDP (shards raw_model in place) or compile + DDP
+    optimizer, scaler = make_optimizer(cfg, run, raw_model)
+    iter_num, best_val = resume_state(run, ckpt, optimizer, scaler) if kind == 'resume' else (0, float('inf'))
     start_iter = iter_num
     ckpt = None  # free the memory
     fim = fim_ids(cfg, meta)
     expand_id = (expand_ids(cfg, meta) or (None,))[0]  # variable-length infilling (varlen_rate > 0)
-    model = wrap_model(cfg, run, raw_model)  # torch.compile, DDP
     runlog = start_log(cfg, run, raw_model, data_path, iter_num)  # log.jsonl moves with ckpt.pt (runtime.RunLog)
 
-    def save():  # ckpt.pt, then commit the log lines it covers
-        save_checkpoint(cfg, run, raw_model, optimizer, meta, iter_num, best_val, scaler)
+    def save():  # ckpt.pt, then commit the log lines it covers -> the model state (rank 0)
+        state = save_checkpoint(cfg, run, raw_model, optimizer, meta, iter_num, best_val, scaler)
         runlog.commit()
+        return state
 
     # --- the loop: iteration `it` runs micro-steps 0..grad_accum-1; this process takes m = rank, rank+world, ...
     mine = list(range(run.rank, cfg.grad_accum, run.world))
@@ -415,11 +428,11 @@ def train(cfg):
                 if run.ddp:  # DDP: all-reduce the gradients only on the last micro-step
                     model.require_backward_grad_sync = k == len(mine) - 1
                 with run.ctx:
-                    loss, _ = training_loss(model, x0.to(run.device), objective=cfg.objective, opts=opts,
+                    loss, _ = training_loss(model, run.put(x0), objective=cfg.objective, opts=opts,
                                             progress=iter_num / max(cfg.max_iters, 1), step=iter_num, generator=g,
                                             prompt_len=plen, pad_id=meta['pad_id'], eos_id=meta['eos_id'],
                                             expand_id=expand_id)
-                # each process averages its len(mine) micro-steps; DDP then averages the processes, so the
+                # each process averages its len(mine) micro-steps; DDP (FSDP) then averages the processes, so the
                 # gradient is the mean over all grad_accum micro-steps, as one process would compute it
                 scaler.scale(loss / len(mine)).backward()
                 loss_sum += loss.detach()
@@ -450,15 +463,15 @@ def train(cfg):
             if cfg.eval_interval and (iter_num % cfg.eval_interval == 0 or last):
                 rec.update(evaluate(cfg, run, raw_model, meta, splits))
                 best_val = min(best_val, rec['val_loss'])
-            if run.master and cfg.sample_interval and (iter_num % cfg.sample_interval == 0 or last):
-                tqdm.write(f"--- sample at iter {iter_num} (prompt + 64 tokens):\n"
-                           f"{sample(cfg, run, raw_model, meta, splits, iter_num)}\n---")
+            if (run.master or run.fsdp) and cfg.sample_interval and (iter_num % cfg.sample_interval == 0 or last):
+                text = sample(cfg, run, raw_model, meta, splits, iter_num)  # (FSDP: every rank gathers the weights)
+                if run.master:
+                    tqdm.write(f"--- sample at iter {iter_num} (prompt + 64 tokens):\n{text}\n---")
             log(cfg, run, rec, last, history, pbar, runlog)
             if cfg.checkpoint_interval and iter_num % cfg.checkpoint_interval == 0 and not last:
                 save()
         trained = iter_num != start_iter or kind != 'resume'  # a resume with nothing to do (export only) writes nothing
-        if trained:
-            save()
+        final = save() if trained else None
     end_processes(run)
     if stop:
         raise UserError(f"stopped by {stop[0]}; checkpoint at iteration {iter_num} saved in {cfg.out_dir}, "
@@ -467,23 +480,27 @@ def train(cfg):
         if trained:
             plot_losses(runlog.path)
         if cfg.export_hf:
-            export_hf(raw_model, meta, cfg.export_hf)
+            if run.fsdp and final is None:
+                raise UserError("export-only needs the whole model in one process: run it without parallel=fsdp "
+                                "(python train.py --init_from=resume --max_iters=0 --export_hf=DIR)")
+            export_hf(plain_copy(raw_model, final) if run.fsdp else raw_model, meta, cfg.export_hf)
     return history
 
 
 # -----------------------------------------------------------------------------
 # the loop's helpers (processes, devices, signals, checkpoint writing and the log: runtime.py)
 
-def make_optimizer(cfg, run, model):
-    model.to(run.device)
-    if model.config.tie_word_embeddings:  # .to('xla') makes new Parameters, which unties a shared head: tie again
-        model.lm_head.weight = model.model.embed_tokens.weight
+def make_optimizer(cfg, run, model):  # the model is on its device (FSDP: its parameters are shards)
     decay = [p for p in model.parameters() if p.dim() >= 2]  # weight decay on matrices only (nanoGPT)
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': cfg.weight_decay},
                                    {'params': no_decay, 'weight_decay': 0.0}], lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2), fused=run.dev_type == 'cuda' or None)
-    scaler = torch.amp.GradScaler('cuda', enabled=run.dtype == 'float16' and run.dev_type == 'cuda')  # fp16 needs loss scaling
+    fp16 = run.dtype == 'float16' and run.dev_type == 'cuda'  # fp16 needs loss scaling
+    if run.fsdp and not run.xla:  # the ranks agree on skipping a step with an inf in any shard
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+        return optimizer, ShardedGradScaler('cuda', enabled=fp16)
+    scaler = torch.amp.GradScaler('cuda', enabled=fp16)
     return optimizer, scaler
 
 
@@ -500,8 +517,8 @@ def check_outputs(cfg):
                         f"to replace it")
 
 
-def resume_state(ckpt, optimizer, scaler=None):  # -> iter_num, best_val_loss
-    optimizer.load_state_dict(ckpt['optimizer'])
+def resume_state(run, ckpt, optimizer, scaler=None):  # -> iter_num, best_val_loss
+    load_optimizer_state(run, optimizer, ckpt['optimizer'])  # (FSDP: sharded like the parameters)
     if scaler is not None and scaler.is_enabled() and ckpt.get('scaler'):  # fp16: the loss scale it had reached
         scaler.load_state_dict(ckpt['scaler'])
     torch.set_rng_state(ckpt['rng']['torch'])
@@ -511,7 +528,8 @@ def resume_state(ckpt, optimizer, scaler=None):  # -> iter_num, best_val_loss
 @torch.no_grad()
 def evaluate(cfg, run, model, meta, splits):  # val ELBO; batch j runs on rank j % world with its own generator
     total = torch.zeros((), device=run.device)
-    for j in range(run.rank, cfg.eval_iters, run.world):
+    n = -(-cfg.eval_iters // run.world) * run.world if run.fsdp else cfg.eval_iters  # FSDP: every rank runs as many
+    for j in range(run.rank, n, run.world):  # forwards (each gathers weights); batches past eval_iters count 0
         g = rng(cfg.seed, 'val', j)
         x0, plen = get_batch(cfg, meta, splits, 'val', g)
         maskable = None
@@ -519,7 +537,7 @@ def evaluate(cfg, run, model, meta, splits):  # val ELBO; batch j runs on rank j
             ar, n = torch.arange(cfg.seq_len), (x0 != meta['pad_id']).sum(1)
             maskable = ((ar >= plen[:, None]) & (ar < n[:, None])).to(run.device)
         with run.ctx:
-            total += elbo(model, x0.to(run.device), n_samples=cfg.elbo_samples, generator=g, maskable=maskable).mean()
+            total += elbo(model, run.put(x0), n_samples=cfg.elbo_samples, generator=g, maskable=maskable).mean() * (j < cfg.eval_iters)
         run.mark_step()  # XLA: one small graph per batch (compiled once, reused), not one of the whole evaluation
     loss = run.all_sum(total).item() / cfg.eval_iters
     out = {'val_loss': loss}
@@ -539,7 +557,12 @@ def sample(cfg, run, model, meta, splits, iter_num):
     else:
         prompt = tokenizer.encode('import os\n\n\ndef ')
     net, sctx = model, run.ctx
-    if run.xla:  # the sampler's shapes depend on the data (which slots it commits): on XLA every step would
+    if run.fsdp and not run.xla:  # a full CPU copy on rank 0: a sharded forward on one rank would wait for the others
+        state, _ = full_state(run, model, None)
+        if not run.master:
+            return None
+        net, sctx = plain_copy(model, state), nullcontext()
+    elif run.xla:  # the sampler's shapes depend on the data (which slots it commits): on XLA every step would
         # compile a new graph. Sampling is a tiny part of a run, so it runs on a CPU copy of the weights
         net, sctx = Transformer(model.config).eval(), nullcontext()
         net.load_state_dict(to_cpu(model.state_dict()))
@@ -552,14 +575,16 @@ def sample(cfg, run, model, meta, splits, iter_num):
     return tokenizer.decode(prompt) + tokenizer.decode(gen)
 
 
-def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val, scaler=None):
+def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val, scaler=None):  # -> the model state (rank 0)
+    model_state, optimizer_state = checkpoint_state(run, model, optimizer)  # (FSDP: every rank sends its shards)
     if not run.master:
-        return
-    obj = dict(model=to_cpu(model.state_dict()), model_config=asdict(model.config),
+        return None
+    obj = dict(model=model_state, model_config=asdict(model.config),
                train_config=asdict(cfg), tokenizer=meta['tokenizer'], iter_num=iter_num,
-               optimizer=to_cpu(optimizer.state_dict()), rng={'torch': torch.get_rng_state()},
+               optimizer=optimizer_state, rng={'torch': torch.get_rng_state()},
                best_val_loss=best_val, scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None)
     save_atomic(obj, os.path.join(cfg.out_dir, 'ckpt.pt'))
+    return model_state
 
 
 def export_hf(model, meta, path):
@@ -583,12 +608,16 @@ if __name__ == '__mp_main__':  # a torch_xla.launch worker process, which runs t
 
 def main(argv=None):
     cfg = get_config(sys.argv[1:] if argv is None else argv)
+    if cfg.plan:  # memory per device for ddp / fsdp / fsdp + activation checkpointing; nothing is trained
+        return print_plan(cfg)
     if cfg.device == 'xla':  # one process per local TPU chip (PJRT); every host of a pod runs the same command
         try:
             import torch_xla
         except ImportError:
             raise UserError("device=xla needs torch_xla; install it with pip install -r requirements-xla.txt") from None
         os.environ.setdefault('PJRT_DEVICE', 'TPU')
+        if cfg.parallel == 'fsdp':  # SPMD: this one process drives every local chip
+            return train(cfg)
         import multiprocessing  # a SIGTERM sent to this parent alone reaches the workers, which checkpoint and stop
         from concurrent.futures.process import BrokenProcessPool
         signal.signal(signal.SIGTERM, lambda sig, _: [os.kill(p.pid, sig) for p in multiprocessing.active_children()])

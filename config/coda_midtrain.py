@@ -4,6 +4,7 @@
 # probability a real per-row probability; the released code turns S3 on for every batch).
 #   torchrun --standalone --nproc_per_node=8 train.py config/coda_midtrain.py
 init_from = 'out-coda-pretrain'   # weights of stage 1 (a train.py out_dir); fresh optimizer and schedule
+model = '1.7B'                # the shape --plan assumes while init_from is not on disk yet
 out_dir = 'out-coda-midtrain'
 dataset = 'data/pycode_qwen3'     # the paper uses a curated code corpus here
 objective = 'mdm'

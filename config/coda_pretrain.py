@@ -12,6 +12,7 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py
 #   PJRT_DEVICE=TPU python train.py config/coda_pretrain.py --device=xla    # on every host of a TPU VM/pod
 init_from = 'checkpoints/Qwen3-1.7B'  # loaded with attention='bidirectional', shift_logits=True, mask id 151669
+model = '1.7B'                # the shape --plan assumes while init_from is not on disk yet
 out_dir = 'out-coda-pretrain'
 dataset = 'data/pycode_qwen3'
 objective = 'mdm'

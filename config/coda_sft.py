@@ -5,6 +5,7 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/coda_sft.py
 #   python train.py --init_from=resume --out_dir=out-coda-sft --max_iters=0 --export_hf=out-coda-sft/hf
 init_from = 'out-coda-midtrain'   # or a CoDA-v0-Base directory from Hugging Face
+model = '1.7B'                # the shape --plan assumes while init_from is not on disk yet
 out_dir = 'out-coda-sft'
 dataset = 'data/pycode_sft_qwen3'
 objective = 'sft'

@@ -52,7 +52,7 @@ def test_vocab_and_coda_rows(restore_threads):
     ('--case=nope', 'case'), ('--batch_size=0', 'batch_size=0'), ('--train_iters=0', 'train_iters=0'),
     ('--gen_length=0', 'gen_length=0'), ('--block_length=0', 'block_length=0'), ('--threshold=1.5', 'threshold=1.5'),
     ('--prompt_len=0', 'prompt_len=0'), ('--dtype=float8', "dtype='float8'"), ('--device=tpu', "device='tpu'"),
-    ('--out=/nonexistent-dir/b.json', 'no directory')])
+    ('--out=/nonexistent-dir/b.json', 'no directory'), ('--shards=0', 'shards'), ('--shard_row=zero', 'shard_row')])
 def test_bad_options_are_user_errors(arg, match):
     with pytest.raises(bench.UserError, match=match):
         bench.main([arg])

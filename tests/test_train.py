@@ -213,6 +213,102 @@ def test_ddp_two_processes_equal_one(data, tmp_path):
     assert two[-1]['val_loss'] == pytest.approx(one[-1]['val_loss'], rel=1e-5)
 
 
+def torchrun(n, **kw):
+    """train.py under torchrun with n gloo processes; -> the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}',
+                           os.path.join(REPO, 'train.py'), *argv(**kw)], capture_output=True, text=True, cwd=REPO,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=300)
+
+
+def test_fsdp_two_processes_equal_one_with_full_checkpoints(data, tmp_path):
+    """FSDP2 over 2 gloo processes: the losses of one process; its ckpt.pt is the one-process checkpoint
+    (model and AdamW state, tied head shared), which one process resumes; FSDP resumes a one-process
+    checkpoint (here with activation checkpointing and ZeRO-2-like resharding) and continues exactly."""
+    kw = dict(max_iters=6, lr_decay_iters=6, grad_accum=4, dataset=data / 'pycode')
+    full = run(data, tmp_path / 'full', **kw)
+    run(data, tmp_path / 'one', **{**kw, 'max_iters': 3})
+    p = torchrun(2, parallel='fsdp', out_dir=tmp_path / 'fsdp', eval_interval=3, eval_iters=3, sample_interval=3,
+                 export_hf=tmp_path / 'hf', **{**kw, 'max_iters': 3})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count('--- sample at iter 3') == 1  # rank 0 samples from the gathered weights
+    assert losses(json.loads(l) for l in open(tmp_path / 'fsdp' / 'log.jsonl')) == pytest.approx(losses(full[:3]), rel=1e-5)
+    a, b = (torch.load(tmp_path / d / 'ckpt.pt', weights_only=True) for d in ('one', 'fsdp'))
+    assert a['model'].keys() == b['model'].keys() and a['iter_num'] == b['iter_num'] == 3
+    assert all(torch.allclose(a['model'][k], b['model'][k], rtol=1e-4, atol=1e-6) for k in a['model'])
+    assert b['model']['lm_head.weight'].data_ptr() == b['model']['model.embed_tokens.weight'].data_ptr()
+    oa, ob = a['optimizer'], b['optimizer']
+    assert oa['param_groups'] == ob['param_groups'] and oa['state'].keys() == ob['state'].keys()
+    assert all(torch.allclose(oa['state'][i][k], ob['state'][i][k], rtol=1e-4, atol=1e-8) for i in oa['state'] for k in oa['state'][i])
+    hf = Transformer.from_pretrained(str(tmp_path / 'hf'))
+    assert all(torch.equal(v, b['model'][k]) for k, v in hf.state_dict().items())
+    # one process continues the FSDP checkpoint; FSDP continues the one-process checkpoint
+    resumed = run(data, tmp_path / 'fsdp', init_from='resume', max_iters=6, export_hf='')
+    assert losses(resumed) == pytest.approx(losses(full), rel=1e-5)
+    p = torchrun(2, out_dir=tmp_path / 'one', init_from='resume', max_iters=6, parallel='fsdp',
+                 activation_checkpointing='true', reshard_after_forward='false')
+    assert p.returncode == 0, p.stderr[-3000:]
+    resumed = [json.loads(l) for l in open(tmp_path / 'one' / 'log.jsonl')]
+    assert [r['iter'] for r in resumed] == list(range(1, 7))
+    assert losses(resumed) == pytest.approx(losses(full), rel=1e-5)
+
+
+def test_activation_checkpointing_leaves_losses_and_gradients_unchanged(data, tmp_path):
+    import diffusion
+    from sharding import checkpoint_layers
+    grads = []
+    for ac in (False, True):
+        torch.manual_seed(0)
+        model = Transformer(make_config('tiny', vocab_size=260, mask_token_id=259))
+        if ac:
+            checkpoint_layers(model)
+        x0 = torch.randint(0, 259, (4, 32), generator=torch.Generator().manual_seed(1))
+        loss, _ = diffusion.training_loss(model, x0, objective='mdm', opts=diffusion.DiffusionOptions(), progress=0.5,
+                                          step=0, generator=torch.Generator().manual_seed(2))
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad for n, p in model.named_parameters()}))
+    assert grads[0][0] == grads[1][0]
+    assert all(torch.allclose(g, grads[1][1][n], rtol=1e-6, atol=1e-9) for n, g in grads[0][1].items())
+    kw = dict(max_iters=3, grad_accum=2)
+    assert losses(run(data, tmp_path / 'ac', activation_checkpointing='true', **kw)) == \
+        pytest.approx(losses(run(data, tmp_path / 'plain', **kw)), rel=1e-6)
+    ck = torch.load(tmp_path / 'ac' / 'ckpt.pt', weights_only=True)  # the same names as without it
+    assert ck['model'].keys() == Transformer(make_config('tiny', vocab_size=260)).state_dict().keys()
+
+
+def test_memory_plan(capsys):
+    """--plan: FSDP divides parameters, gradients and AdamW state by the shards; CoDA-1.7B at 8 devices
+    of 24 GB fits with FSDP, not with DDP."""
+    import memplan
+    c = make_config('1.7B')
+    ddp, fsdp = (memplan.plan(c, tokens=4096, dtype='bfloat16', world=8, engine=e) for e in ('ddp', 'fsdp'))
+    for k in ('params', 'grads', 'optimizer'):
+        assert fsdp[k] == pytest.approx(ddp[k] / 8)
+    assert ddp['params'] + ddp['grads'] + ddp['optimizer'] == pytest.approx(16 * 1_720_574_976)
+    ac = memplan.plan(c, tokens=4096, dtype='bfloat16', world=8, engine='fsdp', checkpointing=True)
+    assert ac['activations'] < fsdp['activations'] / 2 and ac['peak'] < fsdp['peak']
+    rows = train.main([os.path.join(REPO, 'config', 'coda_pretrain.py'), '--plan', '--world_size=8', '--device_memory=24GB'])
+    out = capsys.readouterr().out
+    assert '1.721B parameters' in out and '8 device(s)' in out
+    fits = {name: line.split()[-1] for name, _ in rows for line in out.splitlines() if line.startswith(name + ' ')}
+    assert fits['ddp'] == 'no' and fits['fsdp'] == 'yes' and fits['fsdp + activation checkpointing'] == 'yes'
+    assert memplan.parse_size('16GiB') == 16 * 2**30 and memplan.parse_size('512MB') == 512e6
+
+
+def test_sharded_bad_inputs(data, tmp_path, monkeypatch):
+    with pytest.raises(UserError, match='parallel=fsdp shards over processes: launch with torchrun'):
+        run(data, tmp_path, parallel='fsdp')
+    with pytest.raises(UserError, match="parallel='zero' is unknown; use one of ddp, fsdp"):
+        train.get_config(['--parallel=zero'])
+    monkeypatch.setenv('WORLD_SIZE', '2')  # found before the process waits for the other one
+    with pytest.raises(UserError, match='grad_accum=3 is the total over all 2 processes; use a multiple of 2'):
+        run(data, tmp_path, parallel='fsdp', grad_accum=3)
+    monkeypatch.delenv('WORLD_SIZE')
+    p = cli('--plan', '--device_memory=lots')
+    assert p.returncode == 1 and p.stderr.strip() == \
+        "error: device_memory='lots' is not a size; write it like 24GB, 80GB, 16GiB or 512MB"
+    assert not os.listdir(tmp_path)
+
+
 def test_init_from_hf_qwen3_and_export(data, tmp_path):
     torch.manual_seed(0)
     qwen = Transformer(make_config('tiny', vocab_size=264, attention='causal'))
@@ -390,3 +486,27 @@ def test_xla_sigterm_to_the_launcher_checkpoints(data, tmp_path):
     assert code == 1 and err.strip().splitlines()[-1] == \
         f'error: stopped by SIGTERM; checkpoint at iteration {k} saved in {out}, continue with init_from=resume', err[-2000:]
     assert [json.loads(l)['iter'] for l in open(out / 'log.jsonl')] == list(range(1, k + 1))
+
+
+def test_xla_spmd_fsdp_on_4_devices_equals_one_device(data, tmp_path):
+    """--parallel=fsdp on XLA: one SPMD process shards the model and the batch over 4 PJRT CPU devices
+    (SpmdFullyShardedDataParallel); the losses and the checkpoint are those of the eager one-device run,
+    and it resumes on the mesh. A batch the devices do not divide is refused."""
+    pytest.importorskip('torch_xla')
+    kw = dict(grad_accum=2, eval_interval=4, dtype='float32', dataset=data / 'pycode', lr_decay_iters=4)
+    one = run(data, tmp_path / 'cpu', max_iters=4, **kw)
+    env = dict(os.environ, PJRT_DEVICE='CPU', CPU_NUM_DEVICES='4')
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', max_iters=2, **kw), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'SPMD FSDP over 4 devices' in p.stdout and 'devices=[4,1]' in p.stdout  # embed_tokens (V, h): rows on 4 devices
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', init_from='resume', max_iters=4), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    xla = [json.loads(line) for line in open(tmp_path / 'xla' / 'log.jsonl')]
+    assert [r['iter'] for r in xla] == [1, 2, 3, 4]
+    assert losses(xla) == pytest.approx(losses(one), rel=1e-4)
+    assert xla[-1]['val_loss'] == pytest.approx(one[-1]['val_loss'], rel=1e-4)
+    a, b = (torch.load(tmp_path / d / 'ckpt.pt', weights_only=True)['model'] for d in ('cpu', 'xla'))
+    assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5) for k in a)
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'bad', batch_size=6), env=env)
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == \
+        'error: batch_size=6 is split over the 4 devices of the SPMD mesh; use a multiple of 4'
