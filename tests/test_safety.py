@@ -457,18 +457,19 @@ def test_grad_scaler_state_is_checkpointed(env, tmp_path):
     cfg = train.TrainConfig(out_dir=str(tmp_path))
     model = Transformer(make_config('tiny', vocab_size=264, mask_token_id=259))
     opt = torch.optim.AdamW(model.parameters())
+    ONE = SimpleNamespace(master=True, fsdp=False, xla=False)  # one process
     scaler = torch.amp.GradScaler('cpu', enabled=True)
     scaler.scale(torch.ones(()))
     scaler.update(1024.0)  # the scale an fp16 run had backed off to
-    train.save_checkpoint(cfg, SimpleNamespace(master=True), model, opt, dict(tokenizer='bytes'), 7, 1.0, scaler)
+    train.save_checkpoint(cfg, ONE, model, opt, dict(tokenizer='bytes'), 7, 1.0, scaler)
     ck = train.load_checkpoint(str(tmp_path / 'ckpt.pt'))
     fresh = torch.amp.GradScaler('cpu', enabled=True)
-    assert train.resume_state(ck, torch.optim.AdamW(model.parameters()), fresh) == (7, 1.0)
+    assert train.resume_state(ONE, ck, torch.optim.AdamW(model.parameters()), fresh) == (7, 1.0)
     assert fresh.get_scale() == 1024.0 and fresh.state_dict() == scaler.state_dict()
     off = torch.amp.GradScaler('cpu', enabled=False)  # float32 / bfloat16 runs store none and load none
-    train.save_checkpoint(cfg, SimpleNamespace(master=True), model, opt, dict(tokenizer='bytes'), 7, 1.0, off)
+    train.save_checkpoint(cfg, ONE, model, opt, dict(tokenizer='bytes'), 7, 1.0, off)
     assert train.load_checkpoint(str(tmp_path / 'ckpt.pt'))['scaler'] is None
-    train.resume_state(ck, torch.optim.AdamW(model.parameters()), off)
+    train.resume_state(ONE, ck, torch.optim.AdamW(model.parameters()), off)
 
 
 FAKE_XLA = '''
