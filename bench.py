@@ -22,10 +22,10 @@ sample: generate() with cache none / prefix / dual x threshold off / on, plus an
         of the same shape, KV cache). tokens/s = generated tokens / wall time; NFE = forward passes;
         tokens per forward = generated tokens / NFE. Random weights are never confident, so threshold
         rows commit ~1 token per step there: use --ckpt for meaningful threshold numbers.
-vocab:  the shape of issue 10 (4 layers x 256, batch 4 x 256, bidirectional, mdm loss) at vocab 512 and
+vocab:  a small shape (4 layers x 256, batch 4 x 256, bidirectional, mdm loss) at vocab 512 and
         151,936, three contenders on the same weights and noise, timed alternately in one process (median
         ms/step): ours (diffusion.training_loss: only the scored rows reach the head, fused chunked CE),
-        full (today's way before issue 10: logits for every row, then F.cross_entropy) and hf (transformers'
+        full (logits for every row, then F.cross_entropy) and hf (transformers'
         Qwen3ForCausalLM, all-visible 4D mask, the same loss from its logits). Peak memory: each contender
         runs again in a fresh subprocess: its peak RSS (VmHWM, reset just before) over two steps minus
         the RSS before the first (AdamW's state is created by the first step, the same for all).
@@ -267,7 +267,7 @@ def bench_blockcache(cfg):
     return rows
 
 # -----------------------------------------------------------------------------
-# the Qwen3 vocabulary (issue 10): compute only the rows that are read
+# the Qwen3 vocabulary: compute only the rows that are read
 
 def issue_shape(vocab, quick, **over):
     """4 layers x 256 (2 layers x 64 with --quick), the given vocabulary, <|mask|> = its last id."""

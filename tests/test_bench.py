@@ -40,7 +40,7 @@ def test_bad_case_is_a_user_error():
 
 
 def test_vocab_and_coda_rows(restore_threads):
-    """Issue 10's rows on tiny shapes: every contender computes the same first loss (same weights, same noise)."""
+    """The vocab case's rows on tiny shapes: every contender computes the same first loss (same weights, same noise)."""
     rows = bench.main(['--case=vocab', '--quick', '--vocabs=300', '--mem=false', '--batch_size=2', '--seq_len=32'])
     assert {r['contender'] for r in rows} >= {'ours', 'full'}
     assert all(r['first_loss'] == pytest.approx(rows[0]['first_loss'], rel=1e-4) for r in rows)

@@ -333,7 +333,7 @@ def test_mdm_elbo_is_stratified_and_matches_the_loss_on_average():
     assert abs(torch.stack(losses).mean() / e1 - 1) < 0.05
 
 
-# ----------------------------------------------------------------------------- only the scored rows (issue 10)
+# ----------------------------------------------------------------------------- only the scored rows
 
 @pytest.mark.parametrize('shift', [False, True])
 def test_predict_rows_equal_rows_of_the_aligned_logits(shift):
@@ -351,7 +351,7 @@ def test_predict_rows_equal_rows_of_the_aligned_logits(shift):
 
 
 def reference_loss(m, x0, objective, opts, seed, prompt_len=None):
-    """The losses as computed before issue 10: full logits for every row, then the weighted CE."""
+    """The losses computed from full logits for every row, then the weighted CE."""
     (B, L), g = x0.shape, gen(seed)
     if objective == 'ar':
         return D.token_ce(m(x0)[:, :-1], x0[:, 1:]).mean()
@@ -390,7 +390,7 @@ def test_losses_and_gradients_equal_the_full_logit_computation(objective, attent
 
 
 def reference_elbo(model, x0, n_samples, generator):
-    """diffusion.elbo as computed before issue 10 (full logits), bidirectional / block."""
+    """diffusion.elbo computed from full logits, bidirectional / block."""
     cfg, (B, L) = model.config, x0.shape
     g = cfg.block_size if cfg.attention == 'block' else L
     groups = torch.ones(B, L // g, g, dtype=torch.bool)

@@ -297,7 +297,7 @@ def test_empty_or_foreign_checkpoint_is_one_clear_error(tmp_path):
         load_checkpoint(str(tmp_path / 'other.pt'))
 
 
-# ----------------------------------------------------------------------------- rows and the chunked CE (issue 10)
+# ----------------------------------------------------------------------------- rows and the chunked CE
 
 @pytest.mark.parametrize('attention', ['bidirectional', 'block', 'causal'])
 def test_rows_equal_the_same_rows_of_the_full_forward(attention):
