@@ -248,7 +248,8 @@ def table_curve(cfg, paths, arms, sweep):
         for n, c in curves.items():
             ax.plot([i for i, _ in c], [v for _, v in c], 'o-', ms=3, label=n)
         ax.axhline(SCRATCH_MDM_BPB, ls='--', c='gray', label='from scratch at 2,500')
-        ax.set_xscale('symlog', linthresh=50), ax.set_xlabel('diffusion iterations (adapted: after AR 2,000)')
+        ax.set_xscale('symlog', linthresh=50), ax.set_xlim(left=0)
+        ax.set_xlabel('diffusion iterations (adapted: after AR 2,000)')
         ax.set_ylabel('val ELBO bits/byte'), ax.legend(fontsize=7)
         for r in rates:
             ax2.plot(MASK_RATES, [r[f'ce_bits_t{t}'] for t in MASK_RATES], 'o-', ms=3, label=r['run'])
