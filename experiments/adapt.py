@@ -20,8 +20,8 @@ import math
 import os
 import time
 
-from run import (RUNS, evaluate, find_run, fimprobe_rows, markdown, pick, save, train_info, val_windows,
-                 left_to_right_nats, tokens_to_reach)
+from run import (RUNS, evaluate, find_run, fimprobe_rows, markdown, pick, read_checkpoint, read_log, save, train_info,
+                 val_windows, left_to_right_nats, tokens_to_reach)
 from model import UserError
 
 ADAPT = ['config/toy_adapt.py', '--init_from=out-toy-ar2000']
@@ -55,9 +55,8 @@ def total_forward_tokens(path):
     return info['forward_tokens']
 
 
-def json_ckpt(path):
-    import torch
-    return torch.load(os.path.join(path, 'ckpt.pt'), map_location='cpu', weights_only=True, mmap=True)
+def json_ckpt(path):  # a damaged ckpt.pt is one error line (run.read_checkpoint)
+    return read_checkpoint(path)
 
 
 def likelihoods(path, n_windows=64, samples=8):
@@ -222,7 +221,7 @@ def table_adapt(cfg):
 
 def curve_of(path):
     """[(iteration, val bits/byte)] of a run's log, with iteration 0 = its source model's val ELBO."""
-    return [(r['iter'], r['val_bpb']) for r in map(json.loads, open(os.path.join(path, 'log.jsonl'))) if 'val_bpb' in r]
+    return [(r['iter'], r['val_bpb']) for r in read_log(os.path.join(path, 'log.jsonl')) if 'val_bpb' in r]
 
 
 def lr_sweep(paths):
