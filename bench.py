@@ -57,8 +57,9 @@ import time
 
 import torch
 
-from model import Transformer, UserError, check_device, check_ranges, make_config, parse_dtype
-from data.common import check_out_file, json_with_keys, parse_args, run_cli, write_json
+from cli import UserError, check_device, check_ranges, parse_dtype, parse_options, run_cli
+from model import Transformer, make_config
+from data.common import check_out_file, json_with_keys, write_json
 
 DEFAULTS = dict(
     case='all',            # all | train | sample | blockcache | vocab | coda | shard
@@ -566,13 +567,13 @@ def print_table(rows):
 
 
 def main(argv):
-    cfg = parse_args(argv, DEFAULTS, __doc__)
+    options = parse_options(argv, DEFAULTS, __doc__)
+    cfg, given = {**DEFAULTS, **options}, set(options)
     if cfg['case'] not in ('all', 'train', 'sample', 'blockcache', 'vocab', 'coda', 'shard'):
         raise UserError(f"--case={cfg['case']!r} is unknown; use all, train, sample, blockcache, vocab, coda or shard")
     bad = [a for a in cfg['attention'].split(',') if a not in ('bidirectional', 'block', 'causal')]
     if bad:
         raise UserError(f"--attention={bad[0]!r} is unknown; use bidirectional, block, causal or a comma list")
-    given = {a[2:].split('=')[0] for a in argv}
     if cfg['case'] in ('vocab', 'shard'):  # the batch 4 x 256
         cfg.update({k: v for k, v in dict(batch_size=4, seq_len=256).items() if k not in given})
     if cfg['case'] == 'shard' and 'train_iters' not in given:

@@ -41,8 +41,8 @@ import time
 
 from tqdm import tqdm
 
-from model import UserError, check_device, check_ranges, parse_dtype
-from data.common import check_out_file, check_record, json_with_keys, parse_args, run_cli, write_json
+from cli import UserError, check_device, check_ranges, parse_dtype, parse_options, run_cli
+from data.common import check_out_file, check_record, json_with_keys, write_json
 
 DEFAULTS = dict(
     task='humaneval',       # humaneval | mbpp | infill | elbo (--protocol=coda also: humanevalplus | mbppplus)
@@ -533,8 +533,8 @@ def check_model_fits(cfg, model, train_cfg, coda_chat):
 
 
 def main(argv):
-    cfg = parse_args(argv, DEFAULTS, __doc__)
-    given = {a[2:].partition('=')[0] for a in argv if a.startswith('--')}
+    options = parse_options(argv, DEFAULTS, __doc__)
+    cfg, given = {**DEFAULTS, **options}, set(options)
     coda = cfg['protocol'] == 'coda'
     if cfg['protocol'] not in ('project', 'coda'):
         raise UserError(f"--protocol={cfg['protocol']!r} is unknown; use project or coda")

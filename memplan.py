@@ -21,7 +21,9 @@ import json
 import os
 import re
 
-from model import CE_CHUNK_FLOATS, ModelConfig, UserError, load_checkpoint, make_config
+from cli import UserError
+from model import CE_CHUNK_FLOATS, ModelConfig, make_config
+from runtime import load_checkpoint
 
 GB = 1e9
 

@@ -19,73 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad config...): CLIs print it as one line."""
-
-
-# every CLI checks its options with these three before doing any work
-DTYPES = ('float32', 'bfloat16', 'float16')
-
-
-def check_ranges(values, ranges, defaults=None, prefix='--'):
-    """values: option -> number; ranges: option -> interval, e.g. '(0, inf)' or '[0, 1)'. A value
-    outside its interval (or NaN) is a UserError naming the option, the interval and the default.
-    None (an option left unset) passes."""
-    for name, interval in ranges.items():
-        v = values[name]
-        if v is None:
-            continue
-        if isinstance(v, int) and not -2**63 <= v < 2**63:  # torch reads integers as int64
-            raise UserError(f"{prefix}{name}={v} is out of range: an integer must fit in 64 bits (|{name}| < 2**63)")
-        lo, hi = (float(x) for x in interval[1:-1].split(','))
-        if not ((lo < v if interval[0] == '(' else lo <= v) and (v < hi if interval[-1] == ')' else v <= hi)):
-            eg = f"; the default is {defaults[name]}" if defaults and name in defaults else ""
-            raise UserError(f"{prefix}{name}={v} is out of range: it must be in {interval}{eg}")
-
-
-def parse_dtype(name, flag='--dtype'):
-    if name not in DTYPES:
-        raise UserError(f"{flag}={name!r} is not supported; use {', '.join(DTYPES)}")
-    return getattr(torch, name)
-
-
-def check_device(device, flag='--device'):
-    """A device this machine has: cpu, cuda, cuda:N or mps."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ('cpu', 'cuda', 'mps'):
-        raise UserError(f"{flag}={device!r} is not a device; use cpu, cuda, cuda:N or mps")
-    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if (dev.type == 'cuda' and (dev.index or 0) >= n_cuda) or (dev.type == 'mps' and not torch.backends.mps.is_available()):
-        raise UserError(f"{flag}={device} is not available on this machine ({n_cuda} CUDA device(s)); use {flag}=cpu")
-    return device
-
-
-def load_checkpoint(path, mmap=False):
-    """A train.py ckpt.pt on the CPU, tensors and plain values only (weights_only=True)."""
-    try:
-        ck = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
-    except Exception as e:  # empty, truncated or foreign files raise many kinds of errors
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:80]}); "
-                        f"point to a complete ckpt.pt written by train.py") from None
-    if not isinstance(ck, dict) or 'model' not in ck or 'model_config' not in ck:
-        raise UserError(f"{path} is not a nanoCoDA checkpoint (no 'model' / 'model_config'); pass train.py's ckpt.pt")
-    return ck
-
-
-def _read_json(path, what):
-    """A JSON object from path, or a UserError naming the file."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            obj = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-        raise UserError(f"{path} is not valid JSON ({str(e)[:80]}); the {what} is damaged, download it again") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path} is not a JSON object; the {what} is damaged, download it again")
-    return obj
+from cli import DTYPES, UserError, read_json
 
 
 # -----------------------------------------------------------------------------
@@ -431,7 +365,7 @@ class Transformer(nn.Module):
         cfg_path = os.path.join(path, 'config.json')
         if not os.path.isfile(cfg_path):
             raise UserError(f"{path}: no config.json; point to a Hugging Face Qwen3 or CoDA checkpoint directory")
-        hf = _read_json(cfg_path, 'config.json')
+        hf = read_json(cfg_path, 'config.json')
         kind = str(hf.get('model_type', '')).lower()
         if kind not in ('qwen3', 'coda'):
             raise UserError(f"{path}: model_type {hf.get('model_type')!r} is not supported; expected qwen3 or CoDA")
@@ -457,7 +391,7 @@ class Transformer(nn.Module):
         # read every tensor name first, so problems are reported all at once
         index = os.path.join(path, 'model.safetensors.index.json')
         if os.path.isfile(index):
-            weight_map = _read_json(index, 'safetensors index').get('weight_map')
+            weight_map = read_json(index, 'safetensors index').get('weight_map')
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise UserError(f"{index} has no weight_map of tensor names to files; download the checkpoint again")
             files = sorted(set(weight_map.values()))

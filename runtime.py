@@ -1,14 +1,15 @@
 """
 The machinery under train.py's loop, apart from the method: processes and devices (one process,
-torchrun's DDP, torch_xla), stopping on Ctrl-C / SIGTERM with a checkpoint, atomic checkpoint
-writes, the log and its plot. The sharded engines (FSDP, SPMD) are in sharding.py. train.train() reads as the loop; this is what it calls.
+torchrun's DDP, torch_xla), the model a run starts from, stopping on Ctrl-C / SIGTERM with a
+checkpoint, checkpoints (read, and written atomically), the HF export, the log and its plot. The
+sharded engines (FSDP, SPMD) are in sharding.py. train.train() reads as the loop; this is what it calls.
 """
-import ast
 import json
 import os
+import shutil
 import signal
 import threading
-import traceback
+from dataclasses import asdict
 from contextlib import contextmanager, nullcontext
 from types import SimpleNamespace
 
@@ -16,42 +17,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from model import UserError
-from sharding import check_fsdp, checkpoint_layers, full_state, fully_shard_model, spmd_shard_model, start_spmd
-
-
-# -----------------------------------------------------------------------------
-# config files
-
-def read_config_file(path, names):
-    """[(key, value, source)] of a config file's module-level names. A config key takes any value (checked by
-    train.parse_value); other names holding plain values are unknown keys; imports, functions, _names are skipped.
-    Errors in the file are one line naming the file and its line."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            text = f.read()
-        code = compile(text, path, 'exec')
-    except SyntaxError as e:
-        raise UserError(f"{path} line {e.lineno}: {e.msg}; fix the config file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"cannot read config file {path} ({type(e).__name__}: {e}); pass a UTF-8 Python file") from None
-    ns = {}
-    try:
-        exec(code, ns)
-    except Exception as e:
-        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__)) if fr.filename == path), '?')
-        raise UserError(f"{path} line {line}: {type(e).__name__}: {e}; fix the config file") from None
-    lines = {}  # name -> line of its last assignment
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            for target in getattr(node, 'targets', [getattr(node, 'target', None)]):
-                for n in ast.walk(target):
-                    if isinstance(n, ast.Name):
-                        lines[n.id] = max(lines.get(n.id, 0), node.lineno)
-    plain = (bool, int, float, str, type(None), tuple, list, dict, set)
-    return [(k, v, f"{path} line {lines.get(k, '?')}") for k, v in ns.items()
-            if not k.startswith('_') and (k in names or isinstance(v, plain))]
-
+from cli import UserError, read_json
+from data.common import data_ids
+from model import ModelConfig, Transformer, make_config
+from sharding import (check_fsdp, checkpoint_layers, full_state, fully_shard_model, load_optimizer_state,
+                      spmd_shard_model, start_spmd)
 
 
 # -----------------------------------------------------------------------------
@@ -141,6 +111,108 @@ def wrap_model(cfg, run, model):
 
 
 # -----------------------------------------------------------------------------
+# the model a run starts from: from scratch, a train.py checkpoint, or a Hugging Face Qwen3 / CoDA directory
+
+def load_source(cfg):
+    """What init_from names -> (kind, checkpoint dict or None); kind: scratch | resume | ckpt | hf."""
+    src = cfg.init_from
+    if src in ('scratch', 'resume'):
+        return src, (load_checkpoint(checkpoint_path(cfg.out_dir)) if src == 'resume' else None)
+    path = src if os.path.isfile(src) else os.path.join(src, 'ckpt.pt')
+    if os.path.isfile(path):  # the weights of another train.py run (a new stage: fresh optimizer and schedule)
+        return 'ckpt', load_checkpoint(path)
+    if os.path.isdir(src):
+        return 'hf', None
+    raise UserError(f"init_from={src!r} is not scratch, resume, a checkpoint or a directory; "
+                    f"pass a Hugging Face Qwen3/CoDA directory or a train.py out_dir")
+
+
+def build_model(cfg, meta, kind, ckpt):
+    # CoDA's conventions: mdm/sft bidirectional, block diffusion block-causal, the ar baseline causal
+    attention = {'ar': 'causal', 'block': 'block'}.get(cfg.objective, 'bidirectional')
+    if kind in ('resume', 'ckpt') and ckpt['tokenizer'] != meta['tokenizer']:
+        raise UserError(f"the dataset was tokenised with {meta['tokenizer']!r}, the model with {ckpt['tokenizer']!r}; "
+                        f"prepare the dataset with --tokenizer={ckpt['tokenizer']}")
+    shift = logit_shift(cfg, kind, ckpt)
+    common = dict(attention=attention, mask_token_id=meta['mask_id'], block_size=cfg.block_size, shift_logits=shift)
+    if kind == 'resume':  # the checkpoint's own model
+        model = Transformer(ModelConfig(**ckpt['model_config']))
+        model.load_state_dict(ckpt['model'])
+    elif kind == 'scratch':  # FIM: the sentinels may lie past the ids of a dataset prepared before they existed
+        vocab = max([data_ids(meta)] + [i + 1 for i in fim_ids(cfg, meta) + expand_ids(cfg, meta)])
+        model = Transformer(make_config(cfg.model, vocab_size=vocab, **common))
+    elif kind == 'ckpt':
+        model = Transformer(ModelConfig(**{**ckpt['model_config'], **common}))
+        model.load_state_dict(ckpt['model'])
+    else:
+        if os.path.isfile(os.path.join(cfg.init_from, 'tokenizer.json')):
+            from tokenizer import load_tokenizer
+            tok = load_tokenizer(cfg.init_from)
+            if (tok.vocab_size, tok.mask_id) != (meta['vocab_size'], meta['mask_id']):
+                raise UserError(f"the dataset's tokenizer ({meta['tokenizer']!r}) is not the one of {cfg.init_from}; "
+                                f"prepare the dataset with --tokenizer={cfg.init_from}")
+        model = Transformer.from_pretrained(cfg.init_from, dtype=torch.float32, **common)
+    for i in expand_ids(cfg, meta):  # varlen: a row for <|expand|> in a model made without one
+        model.resize_token_embeddings(i + 1)
+    c = model.config
+    if data_ids(meta) > c.vocab_size or c.mask_token_id >= c.vocab_size:
+        raise UserError(f"the dataset's tokenizer ({data_ids(meta)} ids) does not fit the model's vocab "
+                        f"({c.vocab_size}); prepare the dataset with the model's tokenizer (--tokenizer=<model dir>)")
+    if max(fim_ids(cfg, meta), default=0) >= c.vocab_size:
+        raise UserError(f"fim_rate > 0 needs the FIM sentinels {fim_ids(cfg, meta)} in the model's vocab ({c.vocab_size}); "
+                        f"train from scratch or set fim_rate=0")
+    if cfg.seq_len > c.max_position_embeddings:
+        raise UserError(f"seq_len={cfg.seq_len} exceeds the model's max_position_embeddings={c.max_position_embeddings}")
+    return model
+
+
+def logit_shift(cfg, kind, ckpt):
+    """Does the model read position i's prediction from the logits at i-1 (Dream, CoDA)? An AR model's
+    head at i-1 already predicts token i, so an AR source trained with a diffusion objective keeps it:
+    auto = on for a causal source (an objective=ar run, a Qwen3 directory), else the source's own setting
+    (off from scratch, as LLaDA). shift_logits=true/false ablates it."""
+    if kind == 'resume':
+        own = ckpt['model_config']['shift_logits']
+        if cfg.shift_logits != 'auto' and (cfg.shift_logits == 'true') != own:
+            raise UserError(f"shift_logits={cfg.shift_logits}: the run in {cfg.out_dir} was trained with shift_logits="
+                            f"{str(own).lower()} and resume keeps its model; start a new stage with init_from={cfg.out_dir}")
+        return own
+    if kind == 'scratch':
+        attention, own = None, False
+    elif kind == 'ckpt':
+        attention, own = ckpt['model_config']['attention'], ckpt['model_config']['shift_logits']
+    else:  # a Hugging Face directory: qwen3 = an AR model; CoDA = a shifted bidirectional one
+        path = os.path.join(cfg.init_from, 'config.json')  # (from_pretrained reports a missing one)
+        coda = os.path.isfile(path) and str(read_json(path, 'config.json').get('model_type')).lower() == 'coda'
+        attention, own = ('bidirectional', True) if coda else ('causal', False)
+    if cfg.attn_anneal_iters and attention != 'causal':
+        raise UserError(f"attn_anneal_iters={cfg.attn_anneal_iters} opens a causal model's attention gradually, but "
+                        + (f"{cfg.init_from} is already {attention}" if attention else "a model from scratch has none")
+                        + "; set attn_anneal_iters=0, or start from an AR run (init_from=<an objective=ar out_dir>)")
+    if cfg.objective == 'ar':
+        return False
+    if cfg.shift_logits != 'auto':
+        return cfg.shift_logits == 'true'
+    return attention == 'causal' or own
+
+
+def fim_ids(cfg, meta):
+    """(<|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>) ids of the dataset's tokenizer when FIM is on, else ()."""
+    if cfg.fim_rate <= 0:
+        return ()
+    from tokenizer import load_tokenizer
+    return load_tokenizer(meta['tokenizer']).fim_ids
+
+
+def expand_ids(cfg, meta):
+    """(<|expand|>,) of the dataset's tokenizer when varlen_rate > 0 (variable-length infilling), else ()."""
+    if cfg.varlen_rate <= 0:
+        return ()
+    from tokenizer import load_tokenizer
+    return (load_tokenizer(meta['tokenizer']).expand_id,)
+
+
+# -----------------------------------------------------------------------------
 # stopping. Ctrl-C (SIGINT) and SIGTERM (SLURM preemption, Kubernetes, torchrun's shutdown)
 # only append to STOP. The processes agree on it through the loss all-reduce, all drop that iteration's
 # update, and rank 0 checkpoints the last complete one. A second Ctrl-C stops at once (the last checkpoint
@@ -180,7 +252,46 @@ def stop_on_signal(cfg):  # yields STOP; the loop checks it every iteration
 
 
 # -----------------------------------------------------------------------------
-# checkpoint writing and the log
+# checkpoints (read, and written atomically), the HF export and the log
+
+def load_checkpoint(path, mmap=False):
+    """A train.py ckpt.pt on the CPU, tensors and plain values only (weights_only=True)."""
+    try:
+        ck = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+    except Exception as e:  # empty, truncated or foreign files raise many kinds of errors
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:80]}); "
+                        f"point to a complete ckpt.pt written by train.py") from None
+    if not isinstance(ck, dict) or 'model' not in ck or 'model_config' not in ck:
+        raise UserError(f"{path} is not a nanoCoDA checkpoint (no 'model' / 'model_config'); pass train.py's ckpt.pt")
+    return ck
+
+
+def checkpoint_path(out_dir):
+    path = os.path.join(out_dir, 'ckpt.pt')
+    if not os.path.isfile(path):
+        raise UserError(f"no checkpoint at {path} to resume from; train first (init_from=scratch) or pass the right out_dir")
+    return path
+
+
+def resume_state(run, ckpt, optimizer, scaler=None):  # -> iter_num, best_val_loss
+    load_optimizer_state(run, optimizer, ckpt['optimizer'])  # (FSDP: sharded like the parameters)
+    if scaler is not None and scaler.is_enabled() and ckpt.get('scaler'):  # fp16: the loss scale it had reached
+        scaler.load_state_dict(ckpt['scaler'])
+    torch.set_rng_state(ckpt['rng']['torch'])
+    return ckpt['iter_num'], ckpt['best_val_loss']
+
+
+def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val, scaler=None):  # -> the model state (rank 0)
+    model_state, optimizer_state = checkpoint_state(run, model, optimizer)  # (FSDP: every rank sends its shards)
+    if not run.master:
+        return None
+    obj = dict(model=model_state, model_config=asdict(model.config),
+               train_config=asdict(cfg), tokenizer=meta['tokenizer'], iter_num=iter_num,
+               optimizer=optimizer_state, rng={'torch': torch.get_rng_state()},
+               best_val_loss=best_val, scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None)
+    save_atomic(obj, os.path.join(cfg.out_dir, 'ckpt.pt'))
+    return model_state
+
 
 def save_atomic(obj, path):  # torch.save to a temporary file, then rename: never a half-written file
     tmp = path + '.tmp'
@@ -208,6 +319,17 @@ def checkpoint_state(run, model, optimizer):
     if run.fsdp and not run.xla:  # all ranks gather the shards (SPMD's .cpu() gathers by itself)
         return full_state(run, model, optimizer)
     return (to_cpu(model.state_dict()), to_cpu(optimizer.state_dict())) if run.master else (None, None)
+
+
+def export_hf(model, meta, path):
+    """HF layout (config.json + safetensors) plus the tokenizer files when the tokenizer is one."""
+    model.save_pretrained(path)
+    spec = meta['tokenizer']
+    src = spec if os.path.isdir(spec) else os.path.dirname(spec) if os.path.isfile(spec) else None
+    for name in ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'):
+        if src and os.path.isfile(os.path.join(src, name)):
+            shutil.copy(os.path.join(src, name), os.path.join(path, name))
+    print(f"exported to {path} ({'with' if src else 'without a'} tokenizer.json)")
 
 
 class RunLog:

@@ -13,15 +13,17 @@ Defaults follow the model's kind: causal -> AR decoding with a KV cache; block -
 the model's block_size and the exact prefix cache; bidirectional -> alg entropy, blocks of 32, no cache.
 Every option of sampling.generate() is a flag; see --help.
 """
-import argparse
 import os
 import sys
 import time
 import warnings
+from types import SimpleNamespace
 
 import torch
 
-from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, parse_dtype
+from cli import UserError, check_device, check_ranges, parse_args, parse_dtype, run_cli
+from model import ModelConfig, Transformer
+from runtime import load_checkpoint
 from sampling import ALGS, CACHES, SCHEDULES, generate
 from tokenizer import load_tokenizer
 
@@ -35,8 +37,7 @@ def load_model(path, device='cpu', dtype=None):
     if os.path.isfile(ckpt):
         ck = load_checkpoint(ckpt)
         model = Transformer(ModelConfig(**ck['model_config']))
-        sd = {k.removeprefix('_orig_mod.'): v for k, v in ck['model'].items()}  # torch.compile'd runs
-        model.load_state_dict(sd)
+        model.load_state_dict(ck['model'])
         tok = load_tokenizer(ck.get('tokenizer') or 'bytes')
         model.train_config = ck.get('train_config') or {}
     elif os.path.isfile(os.path.join(path, 'config.json')):
@@ -51,47 +52,47 @@ def load_model(path, device='cpu', dtype=None):
     return model.to(device=device, dtype=dtype).eval(), tok
 
 
-def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
-    a('--ckpt', default='', help="train.py out_dir or ckpt.pt")
-    a('--hf', default='', help="Hugging Face Qwen3 / CoDA directory (with tokenizer.json)")
-    a('--prompt', default=None, help="prompt text (default: a newline)")
-    a('--prompt_file', default=None, help="read the prompt from this file")
-    a('--suffix', default=None, help="infilling: text that must follow the generated span")
-    a('--suffix_file', default=None, help="read the suffix from this file")
-    a('--chat', action='store_true', help="wrap the prompt in the chat template (instruct models)")
-    a('--num_samples', type=int, default=1, help="samples drawn (one batch)")
-    a('--seed', type=int, default=1337)
-    a('--device', default='cpu')
-    a('--dtype', default='float32', help="float32 | bfloat16 | float16 | auto (HF: the checkpoint's own)")
-    a('--gen_length', type=int, default=128, help="tokens to generate (AR: at most)")
-    a('--block_length', type=int, default=None, help="semi-AR block (default 32; block models: their block_size); "
-                                                       "0 = one block over the whole answer")
-    a('--steps', type=int, default=None, help="denoising steps over all blocks (default gen_length)")
-    a('--alg', default='entropy', help=f"position rule: {' | '.join(ALGS)}")
-    a('--schedule', default=None, help=f"tokens per step: {' | '.join(SCHEDULES)} (default: coda for models with "
-                                       f"shifted logits, i.e. CoDA / Dream; else llada)")
-    a('--temperature', type=float, default=0.0, help="0 = greedy")
-    a('--top_p', type=float, default=None)
-    a('--top_k', type=int, default=None)
-    a('--alg_temp', type=float, default=0.0, help="> 0: sample positions from softmax(confidence / alg_temp)")
-    a('--threshold', type=float, default=None, help="Fast-dLLM: commit every token with probability >= threshold")
-    a('--factor', type=float, default=None, help="Fast-dLLM factor rule (alternative to --threshold)")
-    a('--cache', default=None, help=f"{' | '.join(CACHES)} (default: prefix for block/causal models, else none)")
-    a('--no_eos', action='store_true', help="do not stop at the end-of-sequence token")
-    a('--variable_length', action='store_true', help="infill a hole of unknown length: the canvas grows and "
-                                                      "shrinks (DreamOn; models trained with varlen_rate > 0)")
-    a('--canvas', type=int, default=16, help="--variable_length: masks the hole starts with")
-    a('--max_hole', type=int, default=64, help="--variable_length: the longest middle the canvas may grow to")
-    a('--show', action='store_true', help="draw the denoising live in the terminal")
-    a('--frames', default='', help="save snapshots of sample 0's denoising: .png/.svg (matplotlib) or .html")
-    a('--n_frames', type=int, default=8, help="snapshots in the --frames picture (first and last included)")
-    a('--overwrite', action='store_true', help="let --frames replace an existing picture")
-    return p.parse_args(argv)
+# every option, with its default; the numeric ones left unset (None) are typed by KINDS
+DEFAULTS = dict(ckpt='', hf='', prompt=None, prompt_file='', suffix=None, suffix_file='', chat=False, num_samples=1,
+                seed=1337, device='cpu', dtype='float32', gen_length=128, block_length=None, steps=None, alg='entropy',
+                schedule=None, temperature=0.0, top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None,
+                cache=None, no_eos=False, variable_length=False, canvas=16, max_hole=64, show=False, frames='',
+                n_frames=8, overwrite=False)
+KINDS = dict(block_length=int, steps=int, top_p=float, top_k=int, threshold=float, factor=float)
+NOTES = dict(  # what --help prints beside each default
+    ckpt="train.py out_dir or ckpt.pt",
+    hf="Hugging Face Qwen3 / CoDA directory (with tokenizer.json)",
+    prompt="prompt text (default: a newline)",
+    prompt_file="read the prompt from this file",
+    suffix="infilling: text that must follow the generated span",
+    suffix_file="read the suffix from this file",
+    chat="wrap the prompt in the chat template (instruct models)",
+    num_samples="samples drawn (one batch)",
+    dtype="float32 | bfloat16 | float16 | auto (HF: the checkpoint's own)",
+    gen_length="tokens to generate (AR: at most)",
+    block_length="semi-AR block (default 32; block models: their block_size); 0 = one block over the whole answer",
+    steps="denoising steps over all blocks (default gen_length)",
+    alg=f"position rule: {' | '.join(ALGS)}",
+    schedule=f"tokens per step: {' | '.join(SCHEDULES)} (default: coda for models with shifted logits, i.e. "
+             f"CoDA / Dream; else llada)",
+    temperature="0 = greedy",
+    alg_temp="> 0: sample positions from softmax(confidence / alg_temp)",
+    threshold="Fast-dLLM: commit every token with probability >= threshold",
+    factor="Fast-dLLM factor rule (alternative to --threshold)",
+    cache=f"{' | '.join(CACHES)} (default: prefix for block/causal models, else none)",
+    no_eos="do not stop at the end-of-sequence token",
+    variable_length="infill a hole of unknown length: the canvas grows and shrinks (DreamOn; models trained with "
+                    "varlen_rate > 0)",
+    canvas="--variable_length: masks the hole starts with",
+    max_hole="--variable_length: the longest middle the canvas may grow to",
+    show="draw the denoising live in the terminal",
+    frames="save snapshots of sample 0's denoising: .png/.svg (matplotlib) or .html",
+    n_frames="snapshots in the --frames picture (first and last included)",
+    overwrite="let --frames replace an existing picture",
+)
 
 
-# the interval each numeric option must lie in (model.check_ranges); unset (None) options pass
+# the interval each numeric option must lie in (cli.check_ranges); unset (None) options pass
 RANGES = dict(canvas='[1, inf)', max_hole='[1, inf)', num_samples='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)', steps='[1, inf)', temperature='[0, inf)',
               top_p='(0, 1]', top_k='[1, inf)', alg_temp='[0, inf)', threshold='(0, 1]', factor='(0, inf)',
               seed='(-inf, inf)', n_frames='[2, inf)')
@@ -231,8 +232,8 @@ def save_frames(path, panels):
     plt.close(fig)
 
 
-def main(argv=None):
-    args = get_args(argv)
+def main(argv):
+    args = SimpleNamespace(**parse_args(argv, DEFAULTS, __doc__, KINDS, NOTES))
     for a, b, why in PAIRS:
         if getattr(args, a) not in (None, '', False) and getattr(args, b) not in (None, '', False):
             raise UserError(f"--{a} and --{b} {why}; pass one of them")
@@ -282,7 +283,7 @@ def main(argv=None):
     if trained and n > trained:
         warnings.warn(f"{n} tokens is longer than the {trained} the model was trained on; expect worse samples")
     cache = args.cache or ('none' if kind == 'bidirectional' else 'prefix')
-    g = torch.Generator().manual_seed(args.seed)  # CPU generator: same samples on every device
+    generator = torch.Generator().manual_seed(args.seed)  # CPU generator: same samples on every device
     frames = []
     callback = live_display(tok) if args.show else recorder(frames) if args.frames else None
     if args.variable_length and args.frames:  # the canvas of sample 0 after each step, and when each slot was committed
@@ -294,7 +295,7 @@ def main(argv=None):
                          steps=args.steps, alg=args.alg, temperature=args.temperature, top_p=args.top_p,
                          top_k=args.top_k, alg_temp=args.alg_temp, threshold=args.threshold, factor=args.factor,
                          cache=cache, suffix=suffix, eos_id=None if args.no_eos else tok.eos_id, pad_id=tok.pad_id,
-                         generator=g, callback=callback, schedule=args.schedule, **varlen)
+                         generator=generator, callback=callback, schedule=args.schedule, **varlen)
     if args.show:
         sys.stdout.write('\x1b[2J\x1b[H')
     P = len(ids)
@@ -322,8 +323,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"  # one line, no source echo
-    try:
-        main()
-    except (UserError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

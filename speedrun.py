@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shlex
-import sys
 import time
 from dataclasses import fields
 
@@ -34,8 +33,10 @@ import torch
 
 import eval as evaluate
 import train
-from data.common import load_meta, parse_args, run_cli
-from model import PRESETS, UserError, check_ranges, load_checkpoint
+from cli import UserError, check_ranges, parse_args, run_cli
+from data.common import load_meta
+from model import PRESETS
+from runtime import load_checkpoint
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -133,7 +134,7 @@ def plan(cfg):
                                 if kind == 'pretrain' else "not an SFT set; pass SFT pairs such as pycode_sft"))
         elif not builtin:  # the bundled sets are prepared by train.py on first use
             raise UserError(f"--{flag}={cfg[flag]}: no dataset at {path} (missing meta.json); prepare it first "
-                            f"(python data/pycode/prepare.py --out_dir=... or data/prepare_custom.py)")
+                            f"(python -m data.pycode.prepare --out_dir=..., or python -m data.prepare_custom)")
     if cfg['cache'] not in ('dual', 'none'):
         raise UserError(f"--cache={cfg['cache']!r} is unknown; use dual or none")
     if cfg['mbpp'] and not os.path.isfile(cfg['mbpp']):

@@ -21,9 +21,7 @@ processes (micro-step m of an optimizer step runs on rank m % world_size) and af
 import hashlib
 import math
 import os
-import shutil
 import signal
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -32,13 +30,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config, _read_json
+from cli import UserError, check_device, check_ranges, parse_options, run_cli
+from model import Transformer
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform, block_schedule, block_size_at
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
-                     save_atomic, checkpoint_state, to_cpu, start_log, log, plot_losses, read_config_file)
-from sharding import full_state, load_optimizer_state, plain_copy
+                     load_source, build_model, fim_ids, expand_ids, load_checkpoint, checkpoint_path, resume_state,
+                     save_checkpoint, export_hf, to_cpu, start_log, log, plot_losses)
+from sharding import full_state, plain_copy
 from memplan import print_plan
-from data.common import data_ids, load_meta, load_tokens, load_sft
+from data.common import load_meta, load_tokens, load_sft
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 OBJECTIVES = ('mdm', 'block', 'sft', 'ar')
@@ -106,52 +106,13 @@ PER_COMMAND = ('overwrite', 'export_hf')         # never taken from the checkpoi
 FIXED_ON_RESUME = ('model', 'objective')         # the model a resume continues (block_size too, for block models)
 
 
-def parse_value(key, value, source):
-    """Type-check a value from a config file, or convert a command-line string."""
-    default = next(f.default for f in fields(TrainConfig) if f.name == key)
-    kind = type(default)
-    if isinstance(value, str) and source == 'command line' and kind is not str:
-        low = value.lower()
-        if kind is bool and low in ('1', '0', 'true', 'false', 'yes', 'no'):
-            return low in ('1', 'true', 'yes')
-        try:
-            value = kind(value) if kind is not bool else value
-        except ValueError:
-            pass
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if type(value) is not kind:
-        why = ' (a trailing comma makes a tuple)' if isinstance(value, tuple) else ''
-        raise UserError(f"{key} must be a {kind.__name__}, got {value!r}{why} (from {source}); e.g. {key}={default!r}")
-    return value
-
-
 def get_config(argv):
-    names = [f.name for f in fields(TrainConfig)]
-    overrides = {}
-    for arg in argv:
-        if arg in ('-h', '--help'):
-            print(__doc__ + '\nconfig keys (defaults):\n' + '\n'.join(f"  --{f.name}={f.default}" for f in fields(TrainConfig)))
-            sys.exit(0)
-        if '=' not in arg and arg.endswith('.py'):  # a config file: its module-level names
-            if not os.path.isfile(arg):
-                raise UserError(f"config file {arg} not found; see config/ for examples")
-            items = read_config_file(arg, names)
-        else:
-            key, eq, val = arg.lstrip('-').partition('=')
-            if not eq and arg.startswith('--') and isinstance(getattr(TrainConfig, key, None), bool):
-                eq, val = '=', 'true'  # a bare --flag sets a boolean (--overwrite, --compile)
-            if not eq:
-                raise UserError(f"cannot parse argument {arg!r}; use --key=value or a config file path")
-            items = [(key, val, 'command line')]
-        for k, v, src in items:
-            if k not in names:
-                raise UserError(f"unknown config key {k!r} (from {src}); valid keys: {', '.join(names)}")
-            overrides[k] = parse_value(k, v, src)
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    overrides = parse_options(argv, defaults, __doc__, config_files=True)
     base = {}
     if overrides.get('init_from') == 'resume':  # continue with the run's own settings unless overridden
         ckpt = load_checkpoint(checkpoint_path(overrides.get('out_dir', TrainConfig.out_dir)), mmap=True)
-        base = {k: v for k, v in (ckpt.get('train_config') or {}).items() if k in names and k not in PER_COMMAND and k not in HARDWARE_KEYS}
+        base = {k: v for k, v in (ckpt.get('train_config') or {}).items() if k in defaults and k not in PER_COMMAND and k not in HARDWARE_KEYS}
         fixed = FIXED_ON_RESUME + (('block_size',) if base.get('objective') == 'block' else ())
         for k in fixed:
             if k in overrides and k in base and overrides[k] != base[k]:
@@ -162,7 +123,7 @@ def get_config(argv):
                     ('dtype', ('auto', 'float32', 'bfloat16', 'float16'))):
         if getattr(cfg, key).split(':')[0] not in ok:  # (device may be cuda:N)
             raise UserError(f"{key}={getattr(cfg, key)!r} is unknown; use one of {', '.join(ok)}")
-    check_ranges(asdict(cfg), RANGES, {f.name: f.default for f in fields(TrainConfig)}, prefix='')
+    check_ranges(asdict(cfg), RANGES, defaults, prefix='')
     if cfg.min_lr > cfg.lr:
         raise UserError(f"min_lr={cfg.min_lr} is above lr={cfg.lr}; the cosine decays from lr down to min_lr")
     if cfg.device.startswith('xla') and cfg.device != 'xla':
@@ -203,13 +164,6 @@ def check_adaptation(cfg):
                         f"last must be block_size={cfg.block_size} (the block the model samples with)")
 
 
-def checkpoint_path(out_dir):
-    path = os.path.join(out_dir, 'ckpt.pt')
-    if not os.path.isfile(path):
-        raise UserError(f"no checkpoint at {path} to resume from; train first (init_from=scratch) or pass the right out_dir")
-    return path
-
-
 # -----------------------------------------------------------------------------
 # data: every batch comes from a generator seeded by (seed, iteration, micro-step)
 
@@ -221,7 +175,8 @@ def rng(*keys):
 def open_dataset(cfg, auto_prepare):
     path = cfg.dataset if os.sep in cfg.dataset else os.path.join(REPO, 'data', cfg.dataset)  # a name, or a path with a /
     builtin = cfg.dataset in ('pycode', 'pycode_sft')
-    prep = f"python data/{cfg.dataset}/prepare.py" if builtin else "python data/pycode/prepare.py --out_dir=... (or data/prepare_custom.py)"
+    prep = f"python -m data.{cfg.dataset}.prepare" if builtin else \
+        "python -m data.pycode.prepare --out_dir=... (data/pycode/prepare.py), or python -m data.prepare_custom for your own files"
     if not os.path.isfile(os.path.join(path, 'meta.json')):
         if not (builtin and auto_prepare):
             raise UserError(f"no dataset at {path} (missing meta.json); prepare it first: {prep}")
@@ -268,104 +223,6 @@ def get_batch(cfg, meta, splits, split, g):
 
 # -----------------------------------------------------------------------------
 # model: from scratch, from a train.py checkpoint, or from a Hugging Face Qwen3 / CoDA directory
-
-def load_source(cfg):
-    """What init_from names -> (kind, checkpoint dict or None); kind: scratch | resume | ckpt | hf."""
-    src = cfg.init_from
-    if src in ('scratch', 'resume'):
-        return src, (load_checkpoint(checkpoint_path(cfg.out_dir)) if src == 'resume' else None)
-    path = src if os.path.isfile(src) else os.path.join(src, 'ckpt.pt')
-    if os.path.isfile(path):  # the weights of another train.py run (a new stage: fresh optimizer and schedule)
-        return 'ckpt', load_checkpoint(path)
-    if os.path.isdir(src):
-        return 'hf', None
-    raise UserError(f"init_from={src!r} is not scratch, resume, a checkpoint or a directory; "
-                    f"pass a Hugging Face Qwen3/CoDA directory or a train.py out_dir")
-
-
-def build_model(cfg, meta, kind, ckpt):
-    # CoDA's conventions: mdm/sft bidirectional, block diffusion block-causal, the ar baseline causal
-    attention = {'ar': 'causal', 'block': 'block'}.get(cfg.objective, 'bidirectional')
-    if kind in ('resume', 'ckpt') and ckpt['tokenizer'] != meta['tokenizer']:
-        raise UserError(f"the dataset was tokenised with {meta['tokenizer']!r}, the model with {ckpt['tokenizer']!r}; "
-                        f"prepare the dataset with --tokenizer={ckpt['tokenizer']}")
-    shift = logit_shift(cfg, kind, ckpt)
-    common = dict(attention=attention, mask_token_id=meta['mask_id'], block_size=cfg.block_size, shift_logits=shift)
-    if kind == 'resume':  # the checkpoint's own model
-        model = Transformer(ModelConfig(**ckpt['model_config']))
-        model.load_state_dict(ckpt['model'])
-    elif kind == 'scratch':  # FIM: the sentinels may lie past the ids of a dataset prepared before they existed
-        vocab = max([data_ids(meta)] + [i + 1 for i in fim_ids(cfg, meta) + expand_ids(cfg, meta)])
-        model = Transformer(make_config(cfg.model, vocab_size=vocab, **common))
-    elif kind == 'ckpt':
-        model = Transformer(ModelConfig(**{**ckpt['model_config'], **common}))
-        model.load_state_dict(ckpt['model'])
-    else:
-        if os.path.isfile(os.path.join(cfg.init_from, 'tokenizer.json')):
-            from tokenizer import load_tokenizer
-            tok = load_tokenizer(cfg.init_from)
-            if (tok.vocab_size, tok.mask_id) != (meta['vocab_size'], meta['mask_id']):
-                raise UserError(f"the dataset's tokenizer ({meta['tokenizer']!r}) is not the one of {cfg.init_from}; "
-                                f"prepare the dataset with --tokenizer={cfg.init_from}")
-        model = Transformer.from_pretrained(cfg.init_from, dtype=torch.float32, **common)
-    for i in expand_ids(cfg, meta):  # varlen: a row for <|expand|> in a model made without one
-        model.resize_token_embeddings(i + 1)
-    c = model.config
-    if data_ids(meta) > c.vocab_size or c.mask_token_id >= c.vocab_size:
-        raise UserError(f"the dataset's tokenizer ({data_ids(meta)} ids) does not fit the model's vocab "
-                        f"({c.vocab_size}); prepare the dataset with the model's tokenizer (--tokenizer=<model dir>)")
-    if max(fim_ids(cfg, meta), default=0) >= c.vocab_size:
-        raise UserError(f"fim_rate > 0 needs the FIM sentinels {fim_ids(cfg, meta)} in the model's vocab ({c.vocab_size}); "
-                        f"train from scratch or set fim_rate=0")
-    if cfg.seq_len > c.max_position_embeddings:
-        raise UserError(f"seq_len={cfg.seq_len} exceeds the model's max_position_embeddings={c.max_position_embeddings}")
-    return model
-
-
-def logit_shift(cfg, kind, ckpt):
-    """Does the model read position i's prediction from the logits at i-1 (Dream, CoDA)? An AR model's
-    head at i-1 already predicts token i, so an AR source trained with a diffusion objective keeps it:
-    auto = on for a causal source (an objective=ar run, a Qwen3 directory), else the source's own setting
-    (off from scratch, as LLaDA). shift_logits=true/false ablates it."""
-    if kind == 'resume':
-        own = ckpt['model_config']['shift_logits']
-        if cfg.shift_logits != 'auto' and (cfg.shift_logits == 'true') != own:
-            raise UserError(f"shift_logits={cfg.shift_logits}: the run in {cfg.out_dir} was trained with shift_logits="
-                            f"{str(own).lower()} and resume keeps its model; start a new stage with init_from={cfg.out_dir}")
-        return own
-    if kind == 'scratch':
-        attention, own = None, False
-    elif kind == 'ckpt':
-        attention, own = ckpt['model_config']['attention'], ckpt['model_config']['shift_logits']
-    else:  # a Hugging Face directory: qwen3 = an AR model; CoDA = a shifted bidirectional one
-        path = os.path.join(cfg.init_from, 'config.json')  # (from_pretrained reports a missing one)
-        coda = os.path.isfile(path) and str(_read_json(path, 'config.json').get('model_type')).lower() == 'coda'
-        attention, own = ('bidirectional', True) if coda else ('causal', False)
-    if cfg.attn_anneal_iters and attention != 'causal':
-        raise UserError(f"attn_anneal_iters={cfg.attn_anneal_iters} opens a causal model's attention gradually, but "
-                        + (f"{cfg.init_from} is already {attention}" if attention else "a model from scratch has none")
-                        + "; set attn_anneal_iters=0, or start from an AR run (init_from=<an objective=ar out_dir>)")
-    if cfg.objective == 'ar':
-        return False
-    if cfg.shift_logits != 'auto':
-        return cfg.shift_logits == 'true'
-    return attention == 'causal' or own
-
-
-def fim_ids(cfg, meta):
-    """(<|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>) ids of the dataset's tokenizer when FIM is on, else ()."""
-    if cfg.fim_rate <= 0:
-        return ()
-    from tokenizer import load_tokenizer
-    return load_tokenizer(meta['tokenizer']).fim_ids
-
-
-def expand_ids(cfg, meta):
-    """(<|expand|>,) of the dataset's tokenizer when varlen_rate > 0 (variable-length infilling), else ()."""
-    if cfg.varlen_rate <= 0:
-        return ()
-    from tokenizer import load_tokenizer
-    return (load_tokenizer(meta['tokenizer']).expand_id,)
 
 
 def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then constant
@@ -517,14 +374,6 @@ def check_outputs(cfg):
                         f"to replace it")
 
 
-def resume_state(run, ckpt, optimizer, scaler=None):  # -> iter_num, best_val_loss
-    load_optimizer_state(run, optimizer, ckpt['optimizer'])  # (FSDP: sharded like the parameters)
-    if scaler is not None and scaler.is_enabled() and ckpt.get('scaler'):  # fp16: the loss scale it had reached
-        scaler.load_state_dict(ckpt['scaler'])
-    torch.set_rng_state(ckpt['rng']['torch'])
-    return ckpt['iter_num'], ckpt['best_val_loss']
-
-
 @torch.no_grad()
 def evaluate(cfg, run, model, meta, splits):  # val ELBO; batch j runs on rank j % world with its own generator
     total = torch.zeros((), device=run.device)
@@ -575,29 +424,6 @@ def sample(cfg, run, model, meta, splits, iter_num):
     return tokenizer.decode(prompt) + tokenizer.decode(gen)
 
 
-def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val, scaler=None):  # -> the model state (rank 0)
-    model_state, optimizer_state = checkpoint_state(run, model, optimizer)  # (FSDP: every rank sends its shards)
-    if not run.master:
-        return None
-    obj = dict(model=model_state, model_config=asdict(model.config),
-               train_config=asdict(cfg), tokenizer=meta['tokenizer'], iter_num=iter_num,
-               optimizer=optimizer_state, rng={'torch': torch.get_rng_state()},
-               best_val_loss=best_val, scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None)
-    save_atomic(obj, os.path.join(cfg.out_dir, 'ckpt.pt'))
-    return model_state
-
-
-def export_hf(model, meta, path):
-    """HF layout (config.json + safetensors) plus the tokenizer files when the tokenizer is one."""
-    model.save_pretrained(path)
-    spec = meta['tokenizer']
-    src = spec if os.path.isdir(spec) else os.path.dirname(spec) if os.path.isfile(spec) else None
-    for name in ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'):
-        if src and os.path.isfile(os.path.join(src, name)):
-            shutil.copy(os.path.join(src, name), os.path.join(path, name))
-    print(f"exported to {path} ({'with' if src else 'without a'} tokenizer.json)")
-
-
 def _xla_worker(index, cfg):  # torch_xla.launch passes the process index first
     train(cfg)
 
@@ -606,8 +432,8 @@ if __name__ == '__mp_main__':  # a torch_xla.launch worker process, which runs t
     catch_signals()            # signals reach this, its main thread
 
 
-def main(argv=None):
-    cfg = get_config(sys.argv[1:] if argv is None else argv)
+def main(argv):
+    cfg = get_config(argv)
     if cfg.plan:  # memory per device for ddp / fsdp / fsdp + activation checkpointing; nothing is trained
         return print_plan(cfg)
     if cfg.device == 'xla':  # one process per local TPU chip (PJRT); every host of a pod runs the same command
@@ -631,12 +457,5 @@ def main(argv=None):
     return train(cfg)
 
 
-if __name__ == '__main__':
-    try:
-        main()
-    except (UserError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:  # before the training loop (which saves on a signal): nothing to save yet
-        print("error: interrupted before training started", file=sys.stderr)
-        sys.exit(1)
+if __name__ == '__main__':  # (before the training loop, which saves on a signal, Ctrl-C has nothing to save)
+    run_cli(main, interrupted='interrupted before training started')

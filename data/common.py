@@ -17,8 +17,8 @@ import io
 import json
 import os
 import stat
-import sys
 import tempfile
+import time
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,60 +26,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # so `python data/xxx/prepare.py` finds model.py and tokenizer.py
-    sys.path.insert(0, str(REPO))
-
-from model import UserError, check_ranges  # noqa: E402,F401 (the scripts import check_ranges from here)
+from cli import UserError, check_ranges, parse_args
 
 TEST_DIRS = {'test', 'tests', 'idle_test'}  # stdlib test packages (Lib/test, lib2to3/tests, idlelib/idle_test ...)
 
 
 # -----------------------------------------------------------------------------
-# command line: nanoGPT-style --key=value, typed by the default's type
+# command line: the main() of the prepare scripts, and the overwrite rule of every output file
 
-def parse_args(argv, defaults, doc=''):
-    cfg = dict(defaults)
-    for arg in argv:
-        if arg in ('-h', '--help'):
-            print(doc.strip() + '\n\noptions (defaults):')
-            for k, v in defaults.items():
-                print(f'  --{k}={v}')
-            sys.exit(0)
-        if not arg.startswith('--'):
-            raise UserError(f'unexpected argument {arg!r}; options look like --key=value (see --help)')
-        key, eq, val = arg[2:].partition('=')
-        if key not in cfg:
-            raise UserError(f'unknown option --{key}; valid options: ' + ' '.join('--' + k for k in cfg))
-        default = defaults[key]
-        if not eq:  # a bare --flag sets a boolean
-            if not isinstance(default, bool):
-                raise UserError(f'--{key} needs a value; use --{key}=...')
-            val = 'true'
-        if isinstance(default, bool):
-            if val.lower() not in ('1', '0', 'true', 'false', 'yes', 'no'):
-                raise UserError(f'--{key} expects true or false, got {val!r}; e.g. --{key}=true')
-            cfg[key] = val.lower() in ('1', 'true', 'yes')
-        elif isinstance(default, (int, float)):
-            try:
-                cfg[key] = type(default)(val)
-            except ValueError:
-                raise UserError(f'--{key} expects a {type(default).__name__}, got {val!r}') from None
-        else:
-            cfg[key] = val
-    return cfg
-
-
-def run_cli(main):
-    """Run main(argv); a user-caused problem becomes one `error: ...` line and exit code 1."""
-    try:
-        main(sys.argv[1:])
-    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print('error: interrupted; nothing was overwritten', file=sys.stderr)
-        sys.exit(1)
+def run_prepare(argv, defaults, doc, ranges, prepare, summary):
+    """A prepare script's main(): its options, checked, then prepare(**options) and one line
+    `wrote <out_dir>: <summary(meta)>, <seconds>`."""
+    cfg = parse_args(argv, defaults, doc)
+    check_ranges(cfg, ranges, defaults)
+    t0 = time.time()
+    meta = prepare(**cfg)
+    print(f"wrote {cfg['out_dir']}: {summary(meta)}, {time.time() - t0:.1f}s")
+    return meta
 
 
 def check_out_file(path, flag='--out', overwrite=False, own=None, what='an earlier output of this command'):
@@ -416,7 +379,7 @@ def load_meta(data_dir):
     path = Path(data_dir) / 'meta.json'
     if not path.is_file():
         raise UserError(f'no dataset at {data_dir} (missing meta.json); '
-                        'run python data/pycode/prepare.py (or data/prepare_custom.py) first')
+                        'run python -m data.pycode.prepare (or data.prepare_custom) from the repository root first')
     try:
         meta = json.loads(path.read_text(encoding='utf-8'))
     except (ValueError, UnicodeDecodeError):
@@ -471,9 +434,9 @@ def load_sft(data_dir, split, meta=None):
     """An SFT split written by data/pycode_sft/prepare.py (or anything using the same layout)."""
     meta = meta or load_meta(data_dir)
     if meta.get('kind') != 'sft':
-        raise UserError(f'{data_dir} is not an SFT dataset; run python data/pycode_sft/prepare.py')
+        raise UserError(f'{data_dir} is not an SFT dataset; run python -m data.pycode_sft.prepare')
     index_path = Path(data_dir) / f'{split}_index.npy'
     if not index_path.is_file():
-        raise UserError(f'{index_path} is missing; rerun python data/pycode_sft/prepare.py')
+        raise UserError(f'{index_path} is missing; rerun python -m data.pycode_sft.prepare')
     index = np.load(index_path)
     return SFTSplit(load_tokens(data_dir, split, meta), index[:, 0], index[:, 1], index[:, 2])

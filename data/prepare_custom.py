@@ -1,8 +1,8 @@
 """
 Prepare your own corpus in the pycode format (train.bin, val.bin, meta.json; see data/common.py).
 
-  python data/prepare_custom.py --input=~/src/myproject --ext=.py,.js --out_dir=data/mine
-  python data/prepare_custom.py --input=stack_python.jsonl --text_field=content \
+  python -m data.prepare_custom --input=~/src/myproject --ext=.py,.js --out_dir=data/mine
+  python -m data.prepare_custom --input=stack_python.jsonl --text_field=content \
       --key_field=max_stars_repo_path --tokenizer=qwen3 --out_dir=data/stack
 
 --input is a directory (every file ending in one of --ext, in sorted relative-path order; the
@@ -12,13 +12,9 @@ record[--key_field] if given, else of the text, so duplicates never straddle the
 Train with: python train.py --dataset=<out_dir> (see train.py).
 """
 import os
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from data.common import (UserError, check_ranges, file_docs, get_tokenizer, list_files, parse_args,  # noqa: E402
-                         read_jsonl, run_cli, split_list, write_corpus)
+from cli import UserError, run_cli
+from data.common import file_docs, get_tokenizer, list_files, read_jsonl, run_prepare, split_list, write_corpus
 
 DEFAULTS = dict(
     input='',               # a directory of source files, or a .jsonl / .jsonl.gz file
@@ -63,12 +59,9 @@ def prepare_custom(input, out_dir, tokenizer='bytes', ext='.py', text_field='tex
 
 
 def main(argv):
-    cfg = parse_args(argv, DEFAULTS, __doc__)
-    check_ranges(cfg, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), DEFAULTS)
-    t0 = time.time()
-    meta = prepare_custom(**cfg)
-    print(f"wrote {cfg['out_dir']}: train {meta['train_tokens']:,} tokens ({meta['train_docs']} docs), "
-          f"val {meta['val_tokens']:,} tokens ({meta['val_docs']} docs), {meta['dtype']}, {time.time() - t0:.1f}s")
+    return run_prepare(argv, DEFAULTS, __doc__, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), prepare_custom, lambda m: (
+        f"train {m['train_tokens']:,} tokens ({m['train_docs']} docs), val {m['val_tokens']:,} tokens "
+        f"({m['val_docs']} docs), {m['dtype']}"))
 
 
 if __name__ == '__main__':

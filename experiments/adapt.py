@@ -4,7 +4,7 @@ equal total compute: every arm spends the toy budget of 2,500 iterations of 32 x
 forward tokens with the AR iterations of its source included (block runs take batch 16: their [x_t ; x_0]
 layout reads each token twice).
 
-  python experiments/run.py adapt --runs=DIR     # adapt.json/png, adapt_curve.json/png, shift.json/png
+  python -m experiments.run adapt --runs=DIR     # adapt.json/png, adapt_curve.json/png, shift.json/png
 
 The arms (train.py commands in ARMS; --train trains the missing ones):
   ar                  AR 2,500                     mdm                diffusion from scratch 2,500
@@ -20,9 +20,9 @@ import math
 import os
 import time
 
-from run import (RUNS, evaluate, find_run, fimprobe_rows, markdown, pick, read_checkpoint, read_log, save, train_info,
-                 val_windows, left_to_right_nats, tokens_to_reach)
-from model import UserError
+from cli import UserError
+from experiments.run import (RUNS, evaluate, find_run, fimprobe_rows, markdown, pick, read_checkpoint, read_log, save, train_info,
+                             val_windows, left_to_right_nats, tokens_to_reach)
 
 ADAPT = ['config/toy_adapt.py', '--init_from=out-toy-ar2000']
 ARMS = {  # name: (out_dir, train.py args)

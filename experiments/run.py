@@ -4,18 +4,18 @@ the toy runs it finds (a train.py out_dir with ckpt.pt and log.jsonl under one o
 missing one with --train (its train.py command is printed either way), and writes
 experiments/results/<table>.json plus <table>.png (when matplotlib is installed).
 
-  python experiments/run.py infill    # (a) diffusion vs AR+FIM vs AR prefix-only: infill metrics, pass@1
-  python experiments/run.py samplers  # (a') the diffusion model's infilling under four decoders
-  python experiments/run.py fimprobe  # (a'') do the models use the suffix? the middle's bits with it and without
-  python experiments/run.py blocks    # (b) val bits/byte: AR, block 4/16/64, full bidirectional
-  python experiments/run.py frontier  # (c) tokens per forward vs infill quality (steps, threshold, factor)
-  python experiments/run.py masking   # (d) CoDA progressive masking none / pretrain / strong
-  python experiments/run.py curves    # (e) val loss vs training tokens, diffusion vs AR
-  python experiments/run.py varlen    # (g) infilling without the oracle length (DreamOn; experiments/table_varlen.py)
-  python experiments/run.py adapt     # (f) AR -> diffusion adaptation at equal total compute (experiments/adapt.py)
-  python experiments/run.py all --runs=/path/to/runs,. --n_infill=100 --n_he=1033
-  python experiments/run.py blocks --logs_only   # refresh the log-based part while runs still train
-  python experiments/run.py infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
+  python -m experiments.run infill    # (a) diffusion vs AR+FIM vs AR prefix-only: infill metrics, pass@1
+  python -m experiments.run samplers  # (a') the diffusion model's infilling under four decoders
+  python -m experiments.run fimprobe  # (a'') do the models use the suffix? the middle's bits with it and without
+  python -m experiments.run blocks    # (b) val bits/byte: AR, block 4/16/64, full bidirectional
+  python -m experiments.run frontier  # (c) tokens per forward vs infill quality (steps, threshold, factor)
+  python -m experiments.run masking   # (d) CoDA progressive masking none / pretrain / strong
+  python -m experiments.run curves    # (e) val loss vs training tokens, diffusion vs AR
+  python -m experiments.run varlen    # (g) infilling without the oracle length (DreamOn; experiments/table_varlen.py)
+  python -m experiments.run adapt     # (f) AR -> diffusion adaptation at equal total compute (experiments/adapt.py)
+  python -m experiments.run all --runs=/path/to/runs,. --n_infill=100 --n_he=1033
+  python -m experiments.run blocks --logs_only   # refresh the log-based part while runs still train
+  python -m experiments.run infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
 
 Every evaluation runs in this process on one thread (--threads), through eval.main, with the task
 counts given on the command line (they are in each JSON).
@@ -26,11 +26,11 @@ import os
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from cli import UserError, check_ranges, parse_args, run_cli
+from data.common import write_atomic, write_json
+from runtime import load_checkpoint
 
-from data.common import check_ranges, parse_args, run_cli, write_atomic, write_json  # noqa: E402
-from model import UserError, load_checkpoint  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # the toy runs (2500 iterations x 32 x 128 byte tokens, seed 1337); block runs take batch 16: their
 # [x_t ; x_0] layout doubles the tokens per forward, so batch 16 costs the FLOPs of batch 32 elsewhere
@@ -424,7 +424,6 @@ def judge_bits(judge, prompts, cont):
 def continue_val(model, prompts, args, gen):
     """Continue each val prompt by gen tokens with one decoder setting (eval.py's flags) -> (tokens, info)."""
     import torch
-    from data.common import parse_args
     from sampling import generate
     import eval as E
     ecfg = parse_args(args, E.DEFAULTS)
@@ -591,12 +590,12 @@ def table_curves(cfg):
 
 
 def table_varlen(cfg):
-    import table_varlen  # experiments/table_varlen.py
+    from experiments import table_varlen
     table_varlen.table(cfg, sys.modules[__name__])
 
 
 def table_adapt(cfg):  # experiments/adapt.py: AR -> diffusion adaptation at equal total compute
-    from adapt import table_adapt as table
+    from experiments.adapt import table_adapt as table
     table(cfg)
 
 
@@ -605,8 +604,10 @@ TABLES = dict(infill=table_infill, samplers=table_samplers, fimprobe=table_fimpr
 
 
 def main(argv):
+    if argv[:1] in (['-h'], ['--help']):
+        parse_args(argv, DEFAULTS, __doc__)  # prints the help and exits
     if not argv or argv[0] not in (*TABLES, 'all'):
-        raise UserError(f"name a table: {', '.join(TABLES)} or all (python experiments/run.py infill --runs=DIR)")
+        raise UserError(f"name a table: {', '.join(TABLES)} or all (python -m experiments.run infill --runs=DIR)")
     cfg = parse_args(argv[1:], DEFAULTS, __doc__)
     check_ranges(cfg, RANGES, DEFAULTS)
     import torch

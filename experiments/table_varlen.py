@@ -7,8 +7,8 @@ and the HumanEval single-line holes (--n_he). Metrics from eval.py: exact match,
 parse rate (stdlib), pass@1 (HumanEval), the median absolute error of the hole's length in tokens,
 and tokens per forward.
 
-  python experiments/run.py varlen --runs=DIR --n_infill=100 --n_he=1033
-  python experiments/run.py varlen --runs=DIR --only=ar_fim    # add a run, keep the other rows
+  python -m experiments.run varlen --runs=DIR --n_infill=100 --n_he=1033
+  python -m experiments.run varlen --runs=DIR --only=ar_fim    # add a run, keep the other rows
 """
 CANVASES = (4, 16, 64)
 COLS = ['run', 'fill', 'task', 'tasks', 'exact_match', 'edit_similarity', 'parse_rate', 'pass@1', 'length_error',

@@ -272,8 +272,9 @@ def test_parse_args():
             parse_args([bad], d)
 
 
-def run(script, *args):
-    return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True)
+def run(script, *args):  # data/x/prepare.py runs as python -m data.x.prepare, from the repository root
+    return subprocess.run([sys.executable, '-m', script[:-3].replace('/', '.'), *args], cwd=REPO, capture_output=True,
+                          text=True)
 
 
 def test_cli_errors_are_one_line(tmp_path, corpus):

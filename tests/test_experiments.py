@@ -5,8 +5,6 @@ what it measured, keeps the rows it was not asked to redo, and never replaces a 
 """
 import json
 import math
-import os
-import sys
 
 import pytest
 import torch
@@ -15,9 +13,7 @@ import train
 from conftest import tiny_pycode
 from diffusion import elbo
 from model import Transformer, UserError, make_config
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
-import run as X  # noqa: E402  experiments/run.py
+from experiments import run as X
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
@@ -178,7 +174,7 @@ def test_bad_runs_write_nothing(runs, tmp_path, monkeypatch):
 def test_adapt_counts_the_source_and_keeps_its_measurements(runs, tmp_path, monkeypatch, capsys):
     """experiments/run.py adapt on tiny runs: an adapted arm's compute includes its AR source's, and
     each arm's measurements are kept beside its checkpoint and reused while the checkpoint is the same."""
-    import adapt as A  # experiments/adapt.py
+    from experiments import adapt as A
     monkeypatch.chdir(tmp_path)
     base = {**SMALL, 'dataset': str(runs / 'pycode')}
     src, out = runs / 'runs' / 'out-toy-ar2000', runs / 'runs' / 'out-toy-adapt'

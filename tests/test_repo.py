@@ -22,8 +22,8 @@ def repo_files():
 
 
 def commands(text):
-    """(script, args) of every `python X.py ...` / `torchrun ... X.py ...` line in fenced code blocks,
-    with backslash continuations joined and comments dropped."""
+    """(script, args) of every `python X.py ...` / `python -m X.Y ...` (script X/Y.py) / `torchrun ... X.py ...`
+    line in fenced code blocks, with backslash continuations joined and comments dropped."""
     for block in re.findall(r'```[a-z]*\n(.*?)```', text, flags=re.S):
         for line in block.replace('\\\n', ' ').split('\n'):
             line = line.split(' #')[0].strip().lstrip('$ ')
@@ -32,11 +32,21 @@ def commands(text):
             except ValueError:
                 continue
             for i, w in enumerate(words):
+                if w == '-m' and 0 < i < len(words) - 1 and re.search(r'(^|/)python3?$', words[i - 1]):
+                    top = words[i + 1].split('.')[0]  # a module of this repository (not venv, pytest ...)
+                    if os.path.exists(os.path.join(REPO, top)) or os.path.exists(os.path.join(REPO, top + '.py')):
+                        yield words[i + 1].replace('.', '/') + '.py', words[i + 2:]
+                    break
                 if w.endswith('.py') and i > 0 and re.search(r'(^|/)(python3?|torchrun)$', words[i - 1]) or \
                         w.endswith('.py') and i > 0 and words[i - 1].startswith('--nproc') or \
                         w.endswith('.py') and i > 1 and words[0] == 'torchrun':
                     yield w, words[i + 1:]
                     break
+
+
+def help_command(script):
+    """How a script runs: a top-level one by its path, one in a package (data/, experiments/) with python -m."""
+    return [script] if '/' not in script else ['-m', script[:-3].replace('/', '.')]
 
 
 def test_no_path_outside_the_repository():
@@ -68,7 +78,7 @@ def test_readme_and_docs_commands_exist():
                     if a.startswith('--'):
                         found.setdefault(script, set()).add(a[2:].split('=')[0])
     assert {'train.py', 'sample.py', 'eval.py', 'bench.py'} <= found.keys()
-    procs = {s: subprocess.Popen([sys.executable, s, '--help'], cwd=REPO, stdout=subprocess.PIPE, text=True,
+    procs = {s: subprocess.Popen([sys.executable, *help_command(s), '--help'], cwd=REPO, stdout=subprocess.PIPE, text=True,
                                  stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS='1'))
              for s in found}
     for script, flags in found.items():
@@ -78,8 +88,25 @@ def test_readme_and_docs_commands_exist():
         assert not unknown, f"{script} does not accept {unknown} (shown in the README or docs/)"
 
 
+def defines(src, n, name, module):
+    """Does line n of src (a list of lines) define name? A plain name (or module.name) is a top-level def or
+    class; Class.method is a def whose enclosing class, the nearest less indented line above, is Class."""
+    *owner, leaf = name.split('.')
+    m = re.match(rf'( *)(async +)?(def|class) {re.escape(leaf)}\b', src[n - 1])
+    if not m:
+        return False
+    if not owner or owner == [module]:
+        return m.group(1) == ''
+    indent = len(m.group(1))
+    for line in reversed(src[:n - 1]):
+        if line.strip() and not line.lstrip().startswith(('#', '@')) and len(line) - len(line.lstrip()) < indent:
+            return re.match(rf' *class {re.escape(owner[-1])}\b', line) is not None
+    return False
+
+
 def test_docs_code_links_point_at_their_definitions():
-    """docs/ pages link the code they explain as [`name`](../file.py#LN): line N must define name."""
+    """docs/ pages link the code they explain as [`name`](../file.py#LN), a method as [`Class.method`]: line N
+    must define that very name (not a method of the same name in another class)."""
     bad, n_links = [], 0
     for doc in DOCS[1:]:
         with open(doc, encoding='utf-8') as f:
@@ -88,8 +115,8 @@ def test_docs_code_links_point_at_their_definitions():
             n_links += 1
             with open(os.path.join(REPO, path), encoding='utf-8') as f:
                 src = f.read().split('\n')
-            want = re.compile(rf'\s*(def|class) {re.escape(name.split(".")[-1])}\b')
-            if not want.match(src[int(line) - 1]):
-                now = [i + 1 for i, l in enumerate(src) if want.match(l)]
-                bad.append(f"{os.path.basename(doc)}: `{name}` is not at {path}#L{line} (now at {now})")
+            module = os.path.basename(path)[:-3]
+            if not (0 < int(line) <= len(src) and defines(src, int(line), name, module)):
+                now = [i + 1 for i in range(len(src)) if defines(src, i + 1, name, module)]
+                bad.append(f"{os.path.basename(doc)}: `{name}` is not at {path}#L{line} (it is at {now})")
     assert n_links >= 20 and not bad, bad

@@ -28,9 +28,9 @@ from data.pycode import prepare as pycode
 from data.pycode_sft import prepare as pycode_sft
 from model import UserError
 
+from experiments import run as X
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'experiments'))
-import run as X  # noqa: E402  experiments/run.py
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 SMALL = dict(model='tiny', seq_len=32, batch_size=4, max_iters=4, warmup_iters=1, eval_interval=2, eval_iters=1,
@@ -248,8 +248,8 @@ def test_prepare_rebuilds_overwrites_whole_and_skips_pipes(env, tmp_path):
     # a named pipe among the sources is skipped and counted, not read (which would block for ever)
     shutil.copytree(env.src, tmp_path / 'src')
     os.mkfifo(tmp_path / 'src' / 'pipe.py')
-    p = subprocess.run([sys.executable, os.path.join(REPO, 'data', 'prepare_custom.py'), f'--input={tmp_path / "src"}',
-                        f'--out_dir={tmp_path / "ds"}'], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([sys.executable, '-m', 'data.prepare_custom', f'--input={tmp_path / "src"}',
+                        f'--out_dir={tmp_path / "ds"}'], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr[-2000:]
     assert load_meta(tmp_path / 'ds')['skipped'] == {'special': 1}
     pycode_sft.prepare(roots=[str(tmp_path / 'src')], stdlib=False, out_dir=str(tmp_path / 'sft2'), max_len=256,

@@ -2,10 +2,10 @@
 pycode: a real code corpus built offline from the Python standard library of the running
 interpreter (about 1,800 .py files, 30 MB), plus any extra directories you name.
 
-  python data/pycode/prepare.py                            # stdlib, byte tokenizer
-  python data/pycode/prepare.py --tokenizer=gpt2
-  python data/pycode/prepare.py --tokenizer=qwen3 --out_dir=data/pycode_qwen3
-  python data/pycode/prepare.py --roots=/path/to/site-packages,~/src
+  python -m data.pycode.prepare                            # stdlib, byte tokenizer
+  python -m data.pycode.prepare --tokenizer=gpt2
+  python -m data.pycode.prepare --tokenizer=qwen3 --out_dir=data/pycode_qwen3
+  python -m data.pycode.prepare --roots=/path/to/site-packages,~/src
 
 Writes train.bin / val.bin / meta.json (format: data/common.py). Choices:
 - The stdlib's own tests (Lib/test, lib2to3/tests, idlelib/idle_test ...) are INCLUDED by default:
@@ -18,14 +18,10 @@ Writes train.bin / val.bin / meta.json (format: data/common.py). Choices:
   never changes when files are added or removed elsewhere.
 """
 import os
-import sys
 import sysconfig
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from data.common import (UserError, check_ranges, file_docs, get_tokenizer, list_files, parse_args, run_cli,  # noqa: E402
-                         split_list, write_corpus)
+from cli import UserError, run_cli
+from data.common import file_docs, get_tokenizer, list_files, run_prepare, split_list, write_corpus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = dict(
@@ -71,13 +67,9 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', val_frac=0.03, stdlib=Tru
 
 
 def main(argv):
-    cfg = parse_args(argv, DEFAULTS, __doc__)
-    check_ranges(cfg, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), DEFAULTS)
-    t0 = time.time()
-    meta = prepare(**cfg)
-    print(f"wrote {cfg['out_dir']}: train {meta['train_tokens']:,} tokens ({meta['train_docs']} files), "
-          f"val {meta['val_tokens']:,} tokens ({meta['val_docs']} files), {meta['dtype']}, "
-          f"skipped {meta['skipped']}, {time.time() - t0:.1f}s")
+    return run_prepare(argv, DEFAULTS, __doc__, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), prepare, lambda m: (
+        f"train {m['train_tokens']:,} tokens ({m['train_docs']} files), val {m['val_tokens']:,} tokens "
+        f"({m['val_docs']} files), {m['dtype']}, skipped {m['skipped']}"))
 
 
 if __name__ == '__main__':

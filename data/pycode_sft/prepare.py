@@ -6,8 +6,8 @@ one chat example:
   user:       "Write a Python function `quote(s, safe='/')` that does the following. <docstring>"
   assistant:  "```python\n<the function's source, decorators and docstring included>\n```"
 
-  python data/pycode_sft/prepare.py                       # stdlib, byte tokenizer, max_len 512
-  python data/pycode_sft/prepare.py --tokenizer=qwen3 --max_len=1024
+  python -m data.pycode_sft.prepare                       # stdlib, byte tokenizer, max_len 512
+  python -m data.pycode_sft.prepare --tokenizer=qwen3 --max_len=1024
 
 Tokenised like CoDA's SFT: prompt = the chat template with the generation prompt,
 response = tok.encode(response) + [eos]; only the response is ever masked in training.
@@ -21,18 +21,15 @@ its relative path), so no file contributes to both splits. The stdlib's tests ar
 import ast
 import json
 import os
-import sys
 import textwrap
-import time
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from data.common import (UserError, Staging, check_dataset_dir, check_ranges, check_val_frac, get_tokenizer, hash_unit,  # noqa: E402
-                         parse_args, read_source, run_cli, split_list, tokenizer_meta)
-from data.pycode.prepare import find_files  # noqa: E402
+from cli import UserError, run_cli
+from data.common import (Staging, check_dataset_dir, check_val_frac, get_tokenizer, hash_unit, read_source, run_prepare,
+                         split_list, tokenizer_meta)
+from data.pycode.prepare import find_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = dict(
@@ -116,6 +113,8 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', stdlib=True, skip_tests=T
     check_val_frac(val_frac)
     if max_len < 2:
         raise UserError(f'--max_len must be at least 2, got {max_len}')
+    if min_doc > max_doc:
+        raise UserError(f"--min_doc={min_doc} is above --max_doc={max_doc}; docstrings could never fit")
     tok = get_tokenizer(tokenizer)
     roots = split_list(roots)
     meta = dict(kind='sft', **tokenizer_meta(tok), max_len=max_len, val_frac=val_frac, source='pycode_sft',
@@ -173,15 +172,10 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', stdlib=True, skip_tests=T
 
 
 def main(argv):
-    cfg = parse_args(argv, DEFAULTS, __doc__)
-    check_ranges(cfg, dict(val_frac='(0, 1)', min_doc='[0, inf)', max_doc='[1, inf)', max_len='[2, inf)'), DEFAULTS)
-    if cfg['min_doc'] > cfg['max_doc']:
-        raise UserError(f"--min_doc={cfg['min_doc']} is above --max_doc={cfg['max_doc']}; docstrings could never fit")
-    t0 = time.time()
-    meta = prepare(**cfg)
-    print(f"wrote {cfg['out_dir']}: train {meta['train_examples']} examples ({meta['train_tokens']:,} tokens), "
-          f"val {meta['val_examples']} examples ({meta['val_tokens']:,} tokens), {meta['dtype']}, "
-          f"skipped {meta['skipped']}, {time.time() - t0:.1f}s")
+    ranges = dict(val_frac='(0, 1)', min_doc='[0, inf)', max_doc='[1, inf)', max_len='[2, inf)')
+    return run_prepare(argv, DEFAULTS, __doc__, ranges, prepare, lambda m: (
+        f"train {m['train_examples']} examples ({m['train_tokens']:,} tokens), val {m['val_examples']} examples "
+        f"({m['val_tokens']:,} tokens), {m['dtype']}, skipped {m['skipped']}"))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,194 @@
+"""
+The command line of every entry point (train.py, sample.py, eval.py, bench.py, speedrun.py, the data/
+scripts, experiments/run.py): one error type, checks of numbers, dtypes and devices, one option parser
+and run_cli, which turns a mistake of the user into one line `error: <problem>; <fix>` and exit code 1.
+
+Options are nanoGPT's --key=value, each typed by its default; a bare --flag sets a boolean. train.py
+also takes config files (module-level assignments, e.g. config/toy_ar.py) and calls its options
+config keys, which a file can set as well as the command line.
+"""
+import ast
+import json
+import os
+import sys
+import traceback
+
+import torch
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad config...): run_cli prints it as one line."""
+
+
+# what run_cli prints as one line: a UserError, or a path that does not exist, cannot be read or is the wrong kind
+USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, UnicodeDecodeError)
+
+
+def run_cli(main, interrupted='interrupted; nothing was overwritten'):
+    """Run main(argv); a user-caused problem becomes one `error: ...` line and exit code 1."""
+    try:
+        main(sys.argv[1:])
+    except USER_ERRORS as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # (train.py stops on Ctrl-C itself once its loop runs)
+        print(f'error: {interrupted}', file=sys.stderr)
+        sys.exit(1)
+
+
+# -----------------------------------------------------------------------------
+# the option parser
+
+BOOLS = {'1': True, 'true': True, 'yes': True, '0': False, 'false': False, 'no': False}
+
+
+def parse_args(argv, defaults, doc='', kinds=None, notes=None):
+    """Every option: defaults, with what argv sets (parse_options)."""
+    return {**defaults, **parse_options(argv, defaults, doc, kinds, notes)}
+
+
+def parse_options(argv, defaults, doc='', kinds=None, notes=None, config_files=False):
+    """-> {key: value} of the options argv sets, each of the type of its default (or kinds[key], for a
+    default of None). --help prints doc and the defaults (with notes[key] beside them) and exits.
+    config_files (train.py): an argument ending in .py is a config file, whose module-level names set keys;
+    keys need no leading dashes; and an error names the key and where it was set."""
+    kinds = {k: (kinds or {}).get(k) or (str if v is None else type(v)) for k, v in defaults.items()}
+    given = {}
+    for arg in argv:
+        if arg in ('-h', '--help'):
+            print_help(doc, defaults, notes, 'config keys' if config_files else 'options')
+            sys.exit(0)
+        if config_files and '=' not in arg and arg.endswith('.py'):
+            if not os.path.isfile(arg):
+                raise UserError(f"config file {arg} not found; see config/ for examples")
+            items = read_config_file(arg, defaults)
+        elif not config_files and not arg.startswith('--'):
+            raise UserError(f'unexpected argument {arg!r}; options look like --key=value (see --help)')
+        else:
+            key, eq, val = (arg.lstrip('-') if config_files else arg[2:]).partition('=')
+            if not eq and arg.startswith('--') and kinds.get(key) is bool:
+                eq, val = '=', 'true'  # a bare --flag sets a boolean (--overwrite, --compile)
+            if not eq and config_files:
+                raise UserError(f"cannot parse argument {arg!r}; use --key=value or a config file path")
+            if not eq and key in defaults:
+                raise UserError(f'--{key} needs a value; use --{key}=...')
+            items = [(key, val, 'command line')]
+        for key, value, source in items:
+            if key not in defaults:
+                raise UserError(f"unknown config key {key!r} (from {source}); valid keys: {', '.join(defaults)}"
+                                if config_files else f'unknown option --{key}; valid options: ' +
+                                ' '.join('--' + k for k in defaults))
+            given[key] = typed(key, value, source, defaults[key], kinds[key], config_files)
+    return given
+
+
+def typed(key, value, source, default, kind, config_files):
+    """value (a command-line string, or any value of a config file) as a kind, or a UserError."""
+    if isinstance(value, str) and source == 'command line' and kind is not str:
+        if kind is bool:
+            value = BOOLS.get(value.lower(), value)
+        else:
+            try:
+                value = kind(value)
+            except ValueError:
+                pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is kind:
+        return value
+    if config_files:
+        why = ' (a trailing comma makes a tuple)' if isinstance(value, tuple) else ''
+        raise UserError(f"{key} must be a {kind.__name__}, got {value!r}{why} (from {source}); e.g. {key}={default!r}")
+    if kind is bool:
+        raise UserError(f'--{key} expects true or false, got {value!r}; e.g. --{key}=true')
+    raise UserError(f'--{key} expects a {kind.__name__}, got {value!r}')
+
+
+def print_help(doc, defaults, notes, noun):
+    print(doc.strip() + f'\n\n{noun} (defaults):')
+    for k, v in defaults.items():
+        print(f'  --{k}={v}' + (f'  {notes[k]}' if notes and k in notes else ''))
+
+
+def read_config_file(path, names):
+    """[(key, value, source)] of a config file's module-level names. A config key takes any value (typed() checks
+    it); other names holding plain values are unknown keys; imports, functions, _names are skipped. Errors in
+    the file are one line naming the file and its line."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+        code = compile(text, path, 'exec')
+    except SyntaxError as e:
+        raise UserError(f"{path} line {e.lineno}: {e.msg}; fix the config file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"cannot read config file {path} ({type(e).__name__}: {e}); pass a UTF-8 Python file") from None
+    ns = {}
+    try:
+        exec(code, ns)
+    except Exception as e:
+        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__)) if fr.filename == path), '?')
+        raise UserError(f"{path} line {line}: {type(e).__name__}: {e}; fix the config file") from None
+    lines = {}  # name -> line of its last assignment
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in getattr(node, 'targets', [getattr(node, 'target', None)]):
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name):
+                        lines[n.id] = max(lines.get(n.id, 0), node.lineno)
+    plain = (bool, int, float, str, type(None), tuple, list, dict, set)
+    return [(k, v, f"{path} line {lines.get(k, '?')}") for k, v in ns.items()
+            if not k.startswith('_') and (k in names or isinstance(v, plain))]
+
+
+# -----------------------------------------------------------------------------
+# checks of the values: every command runs these before doing any work
+
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def check_ranges(values, ranges, defaults=None, prefix='--'):
+    """values: option -> number; ranges: option -> interval, e.g. '(0, inf)' or '[0, 1)'. A value
+    outside its interval (or NaN) is a UserError naming the option, the interval and the default.
+    None (an option left unset) passes."""
+    for name, interval in ranges.items():
+        v = values[name]
+        if v is None:
+            continue
+        if isinstance(v, int) and not -2**63 <= v < 2**63:  # torch reads integers as int64
+            raise UserError(f"{prefix}{name}={v} is out of range: an integer must fit in 64 bits (|{name}| < 2**63)")
+        lo, hi = (float(x) for x in interval[1:-1].split(','))
+        if not ((lo < v if interval[0] == '(' else lo <= v) and (v < hi if interval[-1] == ')' else v <= hi)):
+            eg = f"; the default is {defaults[name]}" if defaults and name in defaults else ""
+            raise UserError(f"{prefix}{name}={v} is out of range: it must be in {interval}{eg}")
+
+
+def parse_dtype(name, flag='--dtype'):
+    if name not in DTYPES:
+        raise UserError(f"{flag}={name!r} is not supported; use {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def check_device(device, flag='--device'):
+    """A device this machine has: cpu, cuda, cuda:N or mps."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ('cpu', 'cuda', 'mps'):
+        raise UserError(f"{flag}={device!r} is not a device; use cpu, cuda, cuda:N or mps")
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (dev.type == 'cuda' and (dev.index or 0) >= n_cuda) or (dev.type == 'mps' and not torch.backends.mps.is_available()):
+        raise UserError(f"{flag}={device} is not available on this machine ({n_cuda} CUDA device(s)); use {flag}=cpu")
+    return device
+
+
+def read_json(path, what):
+    """A JSON object from path, or a UserError naming the file."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            obj = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise UserError(f"{path} is not valid JSON ({str(e)[:80]}); the {what} is damaged, download it again") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} is not a JSON object; the {what} is damaged, download it again")
+    return obj
