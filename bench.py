@@ -2,12 +2,12 @@
 Speed benchmarks: training throughput and the sampler/cache matrix.
 
   python bench.py --quick                          # everything, small, < 1 minute on a 2-core CPU
-  python bench.py --case=blockcache                # the issue's target: block model 4 x 256, prompt 256,
+  python bench.py --case=blockcache                # the block cache's speed-up: block model 4 x 256, prompt 256,
                                                    # gen 512, block 32: prefix cache vs no cache
   python bench.py --case=train --model=toy --attention=bidirectional --batch_size=8 --seq_len=512
   python bench.py --case=sample --ckpt=out-pycode --threshold=0.9   # threshold rows need a trained model
   python bench.py --out=bench.json                 # also write every row as JSON
-  python bench.py --case=vocab --threads=1         # training at vocab 512 and 151,936: ours vs today's
+  python bench.py --case=vocab --threads=1         # training at vocab 512 and 151,936: ours vs
                                                    # full logits vs transformers' Qwen3 (if installed)
   python bench.py --case=shard                     # FSDP: per-rank memory and step time at 1, 2, 4 processes
   venv-coda/bin/python bench.py --case=coda --coda_repo=PATH --threads=1   # sampling vs CoDA's own
@@ -22,18 +22,7 @@ sample: generate() with cache none / prefix / dual x threshold off / on, plus an
         of the same shape, KV cache). tokens/s = generated tokens / wall time; NFE = forward passes;
         tokens per forward = generated tokens / NFE. Random weights are never confident, so threshold
         rows commit ~1 token per step there: use --ckpt for meaningful threshold numbers.
-vocab:  a small shape (4 layers x 256, batch 4 x 256, bidirectional, mdm loss) at vocab 512 and
-        151,936, three contenders on the same weights and noise, timed alternately in one process (median
-        ms/step): ours (diffusion.training_loss: only the scored rows reach the head, fused chunked CE),
-        full (logits for every row, then F.cross_entropy) and hf (transformers'
-        Qwen3ForCausalLM, all-visible 4D mask, the same loss from its logits). Peak memory: each contender
-        runs again in a fresh subprocess: its peak RSS (VmHWM, reset just before) over two steps minus
-        the RSS before the first (AdamW's state is created by the first step, the same for all).
-coda:   sampling at CoDA's head shape (vocab 151,936, untied head, 4 layers x 256), prompt 64, 64 new tokens,
-        64 steps, entropy, temperature 0, one block, no cache: generate() vs CoDA's diffusion_generate on the
-        same random weights, alternated. Its code needs transformers 4.47.1 (a separate venv) and is read
-        from --coda_repo at run time, never copied. Tokens are compared when generate() has CoDA's
-        per-step count (schedule='coda'); otherwise only the speed.
+vocab, coda: the peer cases, against transformers' Qwen3 and CoDA's own sampler (bench_peers.py).
 shard:  the memory FSDP saves (sharding.py), at a shape of 8 layers x 512 (~26M parameters, vocab 264), fp32
         AdamW, micro-batch 4 x 256 per process, each row a fresh torchrun of gloo processes on this CPU: one
         process (plain, and with activation checkpointing), FSDP over 2 and 4 processes, FSDP with
@@ -60,6 +49,7 @@ import torch
 from cli import UserError, check_device, check_ranges, parse_dtype, parse_options, run_cli
 from model import Transformer, make_config
 from data.common import check_out_file, json_with_keys, write_json
+from bench_peers import bench_coda, bench_vocab, peak_rss, reset_peak_rss, rss
 
 DEFAULTS = dict(
     case='all',            # all | train | sample | blockcache | vocab | coda | shard
@@ -80,7 +70,7 @@ DEFAULTS = dict(
     out='',
     overwrite=False,       # let --out replace an earlier bench.py result (never a file of another kind)
 )
-# the interval each numeric option must lie in (model.check_ranges)
+# the interval each numeric option must lie in (cli.check_ranges)
 RANGES = dict(block_size='[1, inf)', threads='[0, inf)', batch_size='[1, inf)', seq_len='[1, inf)',
               train_iters='[1, inf)', peak_flops='[0, inf)', sample_batch='[1, inf)', prompt_len='[1, inf)',
               gen_length='[1, inf)', block_length='[1, inf)', steps='[0, inf)', threshold='(0, 1]', rounds='[1, inf)',
@@ -95,13 +85,9 @@ class PeakMemory:
     def __init__(self, device):
         self.cuda = str(device).startswith('cuda')
 
-    def _rss(self):
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
     def _poll(self):
         while not self.stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, rss())
 
     def __enter__(self):
         if self.cuda:
@@ -113,7 +99,7 @@ class PeakMemory:
                 ctypes.CDLL('libc.so.6').malloc_trim(0)
             except (OSError, AttributeError):
                 pass
-            self.base = self.peak = self._rss()
+            self.base = self.peak = rss()
             self.stop = threading.Event()
             self.thread = threading.Thread(target=self._poll, daemon=True)
             self.thread.start()
@@ -126,7 +112,7 @@ class PeakMemory:
         else:
             self.stop.set()
             self.thread.join()
-            self.mib = (max(self.peak, self._rss()) - self.base) / 2**20
+            self.mib = (max(self.peak, rss()) - self.base) / 2**20
 
 
 def sync(device):
@@ -160,12 +146,13 @@ def bench_train(cfg, attention):
     objective = dict(bidirectional='mdm', block='block', causal='ar')[attention]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=str(cfg['device']).startswith('cuda') or None)
     B, L, dev = cfg['batch_size'], cfg['seq_len'], cfg['device']
-    g = torch.Generator(device=dev).manual_seed(cfg['seed'])
-    x0 = torch.randint(0, 256, (B, L), device=dev, generator=g)
+    generator = torch.Generator(device=dev).manual_seed(cfg['seed'])
+    x0 = torch.randint(0, 256, (B, L), device=dev, generator=generator)
     opts = diffusion.DiffusionOptions()
 
     def step(i):
-        loss, _ = diffusion.training_loss(model, x0, objective=objective, opts=opts, progress=0.5, step=i, generator=g)
+        loss, _ = diffusion.training_loss(model, x0, objective=objective, opts=opts, progress=0.5, step=i,
+                                          generator=generator)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -195,14 +182,14 @@ def bench_train(cfg, attention):
 def time_generate(model, prompt, cfg, **kw):
     from sampling import generate
     dev = cfg['device']
-    g = torch.Generator(device=dev).manual_seed(cfg['seed'])
+    generator = torch.Generator(device=dev).manual_seed(cfg['seed'])
     args = dict(gen_length=cfg['gen_length'], block_length=cfg['block_length'], steps=cfg['steps'] or None,
                 alg=cfg['alg'], temperature=0.0)
     args.update(kw)
     sync(dev)
     with PeakMemory(dev) as mem:
         t0 = time.perf_counter()
-        out, info = generate(model, prompt, generator=g, **args)
+        out, info = generate(model, prompt, generator=generator, **args)
         sync(dev)
         dt = time.perf_counter() - t0
     n_gen = prompt.shape[0] * args['gen_length']
@@ -245,7 +232,7 @@ def bench_sample(cfg):
 
 
 def bench_blockcache(cfg):
-    """The issue's target on this CPU: a block-attention model 4 layers x 256 wide, prompt 256, gen 512,
+    """The block cache's speed-up on this CPU: a block-attention model 4 layers x 256 wide, prompt 256, gen 512,
     block 32, one and four tokens per step: prefix KV cache vs recomputing everything. Block attention
     makes the cache exact, so both runs must give the same tokens."""
     quick = cfg['quick']
@@ -268,172 +255,6 @@ def bench_blockcache(cfg):
     return rows
 
 # -----------------------------------------------------------------------------
-# the Qwen3 vocabulary: compute only the rows that are read
-
-def issue_shape(vocab, quick, **over):
-    """4 layers x 256 (2 layers x 64 with --quick), the given vocabulary, <|mask|> = its last id."""
-    from model import ModelConfig
-    size = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16) if quick else \
-        dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, head_dim=64)
-    return ModelConfig(**{**dict(vocab_size=vocab, num_attention_heads=4, num_key_value_heads=2, attention='bidirectional',
-                                 mask_token_id=vocab - 1, max_position_embeddings=4096), **size, **over})
-
-
-def train_contender(name, mc, B, L, seed):
-    """-> step(i) for one contender, with its own weights (the same for all) and AdamW."""
-    import torch.nn.functional as F
-    import diffusion as D
-    torch.manual_seed(seed)
-    model = Transformer(mc).train()
-    if name == 'hf':
-        import transformers
-        hc = transformers.Qwen3Config(**{k: getattr(mc, k) for k in (
-            'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-            'num_key_value_heads', 'head_dim', 'rope_theta', 'rms_norm_eps', 'max_position_embeddings',
-            'tie_word_embeddings')})
-        hf = transformers.Qwen3ForCausalLM(hc).train()
-        hf.load_state_dict(model.state_dict(), strict=False)
-        model, visible = hf, torch.zeros(B, 1, L, L)  # additive 4D mask 0: bidirectional
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    g = torch.Generator().manual_seed(seed)
-    x0 = torch.randint(0, mc.vocab_size - 1, (B, L), generator=g)
-    opts = D.DiffusionOptions()
-
-    def step(i):
-        g.manual_seed(seed + i)  # the same noise for every contender at step i
-        if name == 'ours':
-            loss, _ = D.training_loss(model, x0, objective='mdm', opts=opts, progress=0.5, step=i, generator=g)
-        else:
-            xt, _, weight = D.mdm_batch(x0, mask_id=mc.mask_token_id, vocab_size=mc.vocab_size, opts=opts,
-                                        progress=0.5, step=i, generator=g)
-            logits = model(xt) if name == 'full' else model(xt, attention_mask=visible).logits
-            ce = F.cross_entropy(logits.reshape(B * L, -1).float(), x0.reshape(-1), reduction='none')
-            loss = (ce * weight.reshape(-1)).sum() / (B * L)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.item()
-    return step
-
-
-def train_peak_rss(cfg, name, vocab):
-    """Peak RSS growth (MiB) of two training steps of one contender, in a fresh process."""
-    import subprocess
-    import sys
-    args = [sys.executable, os.path.abspath(__file__), '--case=vocab', f'--contender={name}', f'--vocabs={vocab}',
-            f"--batch_size={cfg['batch_size']}", f"--seq_len={cfg['seq_len']}", f"--threads={cfg['threads'] or 1}",
-            f"--quick={cfg['quick']}"]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])['peak_rss_mib']
-
-
-def bench_vocab(cfg):
-    import statistics
-    B, L = cfg['batch_size'], cfg['seq_len']
-    if cfg['contender']:  # the subprocess of train_peak_rss
-        step = train_contender(cfg['contender'], issue_shape(int(cfg['vocabs']), cfg['quick']), B, L, cfg['seed'])
-        gc.collect()
-        with open('/proc/self/clear_refs', 'w') as f:  # Linux: reset the peak RSS (VmHWM) to the current RSS
-            f.write('5')
-        base = PeakMemory('cpu')._rss()
-        step(0), step(1)
-        with open('/proc/self/status') as f:
-            peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM:'))
-        print(json.dumps(dict(peak_rss_mib=(peak - base) / 2**20)))
-        return []
-    try:
-        import transformers  # noqa: F401  (the optional peer)
-        names = ['ours', 'full', 'hf']
-    except ImportError:
-        names = ['ours', 'full']
-    rows = []
-    for vocab in [int(v) for v in str(cfg['vocabs']).split(',')]:
-        mc = issue_shape(vocab, cfg['quick'])
-        steps = {n: train_contender(n, mc, B, L, cfg['seed']) for n in names}
-        times, losses = {n: [] for n in names}, {n: [] for n in names}
-        for n in names:
-            steps[n](0)  # warm-up
-        for i in range(cfg['rounds']):  # A B C A B C ...: the machine's drift hits every contender alike
-            for n in names:
-                t0 = time.perf_counter()
-                losses[n].append(steps[n](i + 1))
-                times[n].append(time.perf_counter() - t0)
-        del steps
-        gc.collect()
-        for n in names:
-            dt = statistics.median(times[n])
-            rows.append(dict(case='vocab', vocab=vocab, contender=n, batch_size=B, seq_len=L, ms_per_step=1e3 * dt,
-                             tokens_per_s=B * L / dt, first_loss=losses[n][0],
-                             peak_rss_mib=train_peak_rss(cfg, n, vocab) if cfg['mem'] else None))
-        ours = rows[-len(names)]
-        for r in rows[-len(names):]:
-            r['ours_speedup'] = r['ms_per_step'] / ours['ms_per_step']
-            r['ours_mem_ratio'] = ours['peak_rss_mib'] / r['peak_rss_mib'] if cfg['mem'] else None
-    return rows
-
-
-def bench_coda(cfg):
-    """generate() vs CoDA's diffusion_generate at CoDA's head shape, same weights, alternated."""
-    import inspect
-    import statistics
-    import sys
-    from sampling import generate
-    quick, P, N = cfg['quick'], (16 if cfg['quick'] else 64), (16 if cfg['quick'] else 64)
-    mc = issue_shape(4096 if quick else 151936, quick, tie_word_embeddings=False, shift_logits=True)
-    mc.mask_token_id = mc.vocab_size - 1 if quick else 151669
-    torch.manual_seed(cfg['seed'])
-    ours = Transformer(mc).eval()
-    with torch.no_grad():  # decisive logits (std ~10): random ones are near-uniform over 151,936 tokens and
-        ours.lm_head.weight.mul_(30)  # their float-level near-ties would make the token comparison meaningless
-    g = torch.Generator().manual_seed(cfg['seed'])
-    prompt = torch.randint(0, 1000, (1, P), generator=g)
-    kw = dict(gen_length=N, steps=N, block_length=N, alg='entropy', temperature=0.0, cache='none')
-    same_rule = 'schedule' in inspect.signature(generate).parameters
-    if same_rule:
-        kw['schedule'] = 'coda'
-    runs = {'ours': lambda: generate(ours, prompt, **kw)[0]}
-    if cfg['coda_repo']:
-        sys.path.insert(0, os.path.abspath(cfg['coda_repo']))
-        try:
-            from CoDALanguageModel.model_config import CoDAConfig
-            from CoDALanguageModel.modeling_coda import CoDALanguageModel
-        except Exception as e:
-            raise UserError(f"--coda_repo={cfg['coda_repo']}: cannot import CoDALanguageModel ({type(e).__name__}: "
-                            f"{str(e)[:80]}); use a clone of SalesforceAIResearch/CoDA and transformers 4.47.1") from None
-        cc = CoDAConfig(**{k: getattr(mc, k) for k in (
-            'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-            'num_key_value_heads', 'head_dim', 'rope_theta', 'rms_norm_eps', 'max_position_embeddings',
-            'tie_word_embeddings', 'mask_token_id')}, attention_kernel='default')
-        coda = CoDALanguageModel(cc).eval()
-        missing = coda.load_state_dict(ours.state_dict(), strict=False).missing_keys
-        assert not [k for k in missing if 'rotary' not in k], missing
-
-        def no_mask(step, x, logits):  # our sampler never proposes <|mask|>; CoDA's hook does the same
-            logits[..., mc.mask_token_id] = float('-inf')
-            return logits
-        runs['coda'] = lambda: coda.diffusion_generate(prompt, max_new_tokens=N, steps=N, alg='entropy', temperature=0.0,
-                                                       alg_temp=0.0, top_k=None, top_p=None,
-                                                       generation_logits_hook_func=no_mask)
-    times, outs = {n: [] for n in runs}, {}
-    with torch.no_grad():
-        for n in runs:
-            outs[n] = runs[n]()  # warm-up
-        for _ in range(cfg['rounds']):
-            for n in runs:
-                t0 = time.perf_counter()
-                runs[n]()
-                times[n].append(time.perf_counter() - t0)
-    rows = []
-    for n in runs:
-        dt = statistics.median(times[n])
-        rows.append(dict(case='coda', sampler=n, vocab=mc.vocab_size, prompt_len=P, gen_length=N, steps=N,
-                         seconds=dt, tokens_per_s=N / dt))
-    if 'coda' in runs:
-        rows[0]['speedup_vs_coda'] = rows[1]['seconds'] / rows[0]['seconds']
-        rows[0]['same_tokens'] = bool(torch.equal(outs['ours'], outs['coda'])) if same_rule else None
-    return rows
-
-# -----------------------------------------------------------------------------
 # sharded training memory (FSDP)
 
 SHARD_ROWS = (('1', 'one'), ('1', 'one+ac'), ('N', 'fsdp'), ('2', 'fsdp+zero2'), ('2', 'fsdp+ac'))
@@ -445,10 +266,6 @@ def shard_shape(quick):
         dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, head_dim=64)
     return ModelConfig(**dict(vocab_size=264, num_attention_heads=8, num_key_value_heads=4, attention='bidirectional',
                               mask_token_id=263, max_position_embeddings=4096), **size)
-
-
-def rss_now():
-    return PeakMemory('cpu')._rss()
 
 
 def shard_setup(cfg, mc, row, world):
@@ -468,10 +285,10 @@ def shard_setup(cfg, mc, row, world):
 def shard_step(model, opt, x0, i):
     """-> RSS growth over the forward (the saved activations), seconds of the whole step."""
     import diffusion as D
-    t0, r0 = time.perf_counter(), rss_now()
+    t0, r0 = time.perf_counter(), rss()
     loss, _ = D.training_loss(model, x0, objective='mdm', opts=D.DiffusionOptions(), progress=1.0, step=i,
                               generator=torch.Generator().manual_seed(i))  # progress 1: the largest mask rate
-    act = rss_now() - r0
+    act = rss() - r0
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -496,15 +313,13 @@ def shard_worker(cfg):
     del model, opt
     gc.collect()
     ctypes.CDLL('libc.so.6').malloc_trim(0)
-    with open('/proc/self/clear_refs', 'w') as f:  # reset the peak RSS (VmHWM) to the current RSS
-        f.write('5')
-    base = rss_now()
+    reset_peak_rss()
+    base = rss()
     model, opt = shard_setup(cfg, mc, row, world)
     steps = [shard_step(model, opt, x0, i) for i in range(cfg['train_iters'] + 1)]  # step 0 creates AdamW's state
     gc.collect()
-    state = rss_now() - base
-    with open('/proc/self/status') as f:
-        peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM:')) - base
+    state = rss() - base
+    peak = peak_rss() - base
     p = memplan.plan(mc, tokens=B * L, dtype='float32', world=world, engine='fsdp' if row.startswith('fsdp') else 'ddp',
                      reshard_after_forward='zero2' not in row, checkpointing='+ac' in row)
     print(json.dumps(dict(rank=int(os.environ.get('RANK', 0)), state_mib=state / 2**20,
@@ -574,7 +389,7 @@ def main(argv):
     bad = [a for a in cfg['attention'].split(',') if a not in ('bidirectional', 'block', 'causal')]
     if bad:
         raise UserError(f"--attention={bad[0]!r} is unknown; use bidirectional, block, causal or a comma list")
-    if cfg['case'] in ('vocab', 'shard'):  # the issue's batch 4 x 256
+    if cfg['case'] in ('vocab', 'shard'):  # a batch of 4 x 256
         cfg.update({k: v for k, v in dict(batch_size=4, seq_len=256).items() if k not in given})
     if cfg['case'] == 'shard' and 'train_iters' not in given:
         cfg['train_iters'] = 3

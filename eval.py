@@ -82,7 +82,7 @@ DEFAULTS = dict(
     # elbo
     eval_batches=20, elbo_samples=8,
 )
-# the interval each numeric option must lie in (model.check_ranges)
+# the interval each numeric option must lie in (cli.check_ranges)
 RANGES = dict(threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_size='[1, inf)', timeout='(0, inf)',
               memory_mb='[64, inf)', workers='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)',
               steps='[0, inf)', temperature='[0, inf)', top_p='[0, 1]', top_k='[0, inf)', alg_temp='[0, inf)',

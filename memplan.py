@@ -3,7 +3,7 @@ The memory plan: what one device holds while training, before a run (python trai
 
   python train.py config/coda_pretrain.py --plan --world_size=8 --device_memory=24GB
 
-Per parameter, AdamW in fp32 (METHOD.md, "Sharded training engines"): weights 4 bytes, gradients 4,
+Per parameter, AdamW in fp32: weights 4 bytes, gradients 4,
 the two moments 8, and AdamW's foreach step a temporary of 4 (sqrt of the second moment) = 20
 bytes at the optimizer step. DDP adds its gradient buckets (4); bf16 autocast keeps bf16 copies of
 the weights from forward to backward (2). FSDP divides all of it by the N shards, and holds in full

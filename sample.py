@@ -215,7 +215,7 @@ def save_frames(path, panels):
                 cells.append((r, c, ch, state))
                 c += 1
         grids.append(cells)
-    rows = max([r for g in grids for r, *_ in g] + [0]) + 1
+    rows = max([r for cells in grids for r, *_ in cells] + [0]) + 1
     ncol = min(4, len(panels))
     nrow = -(-len(panels) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, nrow * (0.5 + 0.17 * rows)), squeeze=False)

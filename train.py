@@ -95,7 +95,7 @@ class TrainConfig(DiffusionOptions):  # inherits every masking knob: eps, maskin
 
 # how this launch uses its devices, not what the run trains: a resume does not take them from the checkpoint
 HARDWARE_KEYS = ('parallel', 'reshard_after_forward', 'activation_checkpointing', 'plan', 'world_size', 'device_memory')
-# the interval each numeric key must lie in (model.check_ranges); DiffusionOptions checks its probabilities
+# the interval each numeric key must lie in (cli.check_ranges); DiffusionOptions checks its probabilities
 RANGES = dict(lr='(0, inf)', min_lr='[0, inf)', warmup_iters='[0, inf)', lr_decay_iters='[0, inf)',
               weight_decay='[0, inf)', beta1='[0, 1)', beta2='[0, 1)', grad_clip='[0, inf)', max_iters='[0, inf)',
               batch_size='[1, inf)', grad_accum='[1, inf)', seq_len='[1, inf)', block_size='[1, inf)',
@@ -175,8 +175,8 @@ def rng(*keys):
 def open_dataset(cfg, auto_prepare):
     path = cfg.dataset if os.sep in cfg.dataset else os.path.join(REPO, 'data', cfg.dataset)  # a name, or a path with a /
     builtin = cfg.dataset in ('pycode', 'pycode_sft')
-    prep = f"python -m data.{cfg.dataset}.prepare" if builtin else \
-        "python -m data.pycode.prepare --out_dir=... (data/pycode/prepare.py), or python -m data.prepare_custom for your own files"
+    prep = f"python -m data.{cfg.dataset}.prepare" if builtin else ("python -m data.pycode.prepare --out_dir=... "
+                                                                     "(data/pycode/prepare.py), or data.prepare_custom")
     if not os.path.isfile(os.path.join(path, 'meta.json')):
         if not (builtin and auto_prepare):
             raise UserError(f"no dataset at {path} (missing meta.json); prepare it first: {prep}")
@@ -205,25 +205,25 @@ def open_dataset(cfg, auto_prepare):
     return path, meta, splits
 
 
-def get_batch(cfg, meta, splits, split, g):
+def get_batch(cfg, meta, splits, split, generator):
     """(x0 (B, L) int64, prompt_len (B,) or None), on the CPU."""
     B, L = cfg.batch_size, cfg.seq_len
     if cfg.objective != 'sft':  # random windows of the token stream (nanoGPT)
         data = splits[split]
-        ix = torch.randint(len(data) - L, (B,), generator=g).tolist()
+        ix = torch.randint(len(data) - L, (B,), generator=generator).tolist()
         return torch.from_numpy(np.stack([data[i:i + L] for i in ix]).astype(np.int64)), None
     s, keep = splits[split]
     x = torch.full((B, L), meta['pad_id'], dtype=torch.long)  # CoDA/LLaDA SFT: pad to length, pads are maskable
     plen = torch.zeros(B, dtype=torch.long)
-    for r, i in enumerate(torch.randint(len(keep), (B,), generator=g).tolist()):
+    for r, i in enumerate(torch.randint(len(keep), (B,), generator=generator).tolist()):
         ids, plen[r] = s.example(keep[i])
         x[r, :len(ids)] = torch.from_numpy(ids)
     return x, plen
 
 
 # -----------------------------------------------------------------------------
-# model: from scratch, from a train.py checkpoint, or from a Hugging Face Qwen3 / CoDA directory
-
+# the learning rate (the model a run starts from is built by runtime.build_model: from scratch, a train.py
+# checkpoint, or a Hugging Face Qwen3 / CoDA directory)
 
 def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then constant
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
@@ -277,18 +277,18 @@ def train(cfg):
                 raw_model.config.block_size = block_size_at(opts, iter_num / max(cfg.max_iters, 1))
             loss_sum = torch.zeros((), device=run.device)
             for k, m in enumerate(mine):
-                g = rng(cfg.seed, iter_num, m)  # picks the batch and draws the diffusion noise
-                x0, plen = get_batch(cfg, meta, splits, 'train', g)
+                generator = rng(cfg.seed, iter_num, m)  # picks the batch and draws the diffusion noise
+                x0, plen = get_batch(cfg, meta, splits, 'train', generator)
                 if fim:  # AR + FIM: rearrange documents of the window (same generator: DDP/resume exact)
                     x0 = fim_transform(x0, eos_id=meta['eos_id'], fim_ids=fim, rate=cfg.fim_rate,
-                                       spm_rate=cfg.fim_spm_rate, generator=g)
+                                       spm_rate=cfg.fim_spm_rate, generator=generator)
                 if run.ddp:  # DDP: all-reduce the gradients only on the last micro-step
                     model.require_backward_grad_sync = k == len(mine) - 1
                 with run.ctx:
                     loss, _ = training_loss(model, run.put(x0), objective=cfg.objective, opts=opts,
-                                            progress=iter_num / max(cfg.max_iters, 1), step=iter_num, generator=g,
-                                            prompt_len=plen, pad_id=meta['pad_id'], eos_id=meta['eos_id'],
-                                            expand_id=expand_id)
+                                            progress=iter_num / max(cfg.max_iters, 1), step=iter_num,
+                                            generator=generator, prompt_len=plen, pad_id=meta['pad_id'],
+                                            eos_id=meta['eos_id'], expand_id=expand_id)
                 # each process averages its len(mine) micro-steps; DDP (FSDP) then averages the processes, so the
                 # gradient is the mean over all grad_accum micro-steps, as one process would compute it
                 scaler.scale(loss / len(mine)).backward()
@@ -345,7 +345,7 @@ def train(cfg):
 
 
 # -----------------------------------------------------------------------------
-# the loop's helpers (processes, devices, signals, checkpoint writing and the log: runtime.py)
+# the loop's helpers (processes, devices, the model, signals, checkpoints and the log: runtime.py)
 
 def make_optimizer(cfg, run, model):  # the model is on its device (FSDP: its parameters are shards)
     decay = [p for p in model.parameters() if p.dim() >= 2]  # weight decay on matrices only (nanoGPT)
@@ -379,14 +379,15 @@ def evaluate(cfg, run, model, meta, splits):  # val ELBO; batch j runs on rank j
     total = torch.zeros((), device=run.device)
     n = -(-cfg.eval_iters // run.world) * run.world if run.fsdp else cfg.eval_iters  # FSDP: every rank runs as many
     for j in range(run.rank, n, run.world):  # forwards (each gathers weights); batches past eval_iters count 0
-        g = rng(cfg.seed, 'val', j)
-        x0, plen = get_batch(cfg, meta, splits, 'val', g)
+        generator = rng(cfg.seed, 'val', j)
+        x0, plen = get_batch(cfg, meta, splits, 'val', generator)
         maskable = None
         if plen is not None:  # SFT: the answer and its eos, given the prompt (pads stay visible)
             ar, n = torch.arange(cfg.seq_len), (x0 != meta['pad_id']).sum(1)
             maskable = ((ar >= plen[:, None]) & (ar < n[:, None])).to(run.device)
         with run.ctx:
-            total += elbo(model, run.put(x0), n_samples=cfg.elbo_samples, generator=g, maskable=maskable).mean() * (j < cfg.eval_iters)
+            nats = elbo(model, run.put(x0), n_samples=cfg.elbo_samples, generator=generator, maskable=maskable)
+            total += nats.mean() * (j < cfg.eval_iters)
         run.mark_step()  # XLA: one small graph per batch (compiled once, reused), not one of the whole evaluation
     loss = run.all_sum(total).item() / cfg.eval_iters
     out = {'val_loss': loss}

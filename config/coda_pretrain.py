@@ -8,7 +8,7 @@
 # Nothing at this scale was run on the 2-core CPU machine this repo was written on.
 #
 #   huggingface-cli download Qwen/Qwen3-1.7B --local-dir checkpoints/Qwen3-1.7B
-#   python data/pycode/prepare.py --tokenizer=checkpoints/Qwen3-1.7B --out_dir=data/pycode_qwen3 --roots=/your/code
+#   python -m data.pycode.prepare --tokenizer=checkpoints/Qwen3-1.7B --out_dir=data/pycode_qwen3 --roots=/your/code
 #   torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py
 #   PJRT_DEVICE=TPU python train.py config/coda_pretrain.py --device=xla    # on every host of a TPU VM/pod
 init_from = 'checkpoints/Qwen3-1.7B'  # loaded with attention='bidirectional', shift_logits=True, mask id 151669

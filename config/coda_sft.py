@@ -1,7 +1,7 @@
 # CoDA stage 3: instruction tuning. Paper: GPUs with torchrun + DeepSpeed ZeRO-2, AdamW lr 2e-5,
 # cosine schedule, 10% warm-up, sequences cut at 1024 tokens; the prompt is never masked, the
 # answer and the trailing padding/EOS are (the model learns where to stop). Here: DDP + AdamW.
-#   python data/pycode_sft/prepare.py --tokenizer=checkpoints/Qwen3-1.7B --max_len=1024 --out_dir=data/pycode_sft_qwen3
+#   python -m data.pycode_sft.prepare --tokenizer=checkpoints/Qwen3-1.7B --max_len=1024 --out_dir=data/pycode_sft_qwen3
 #   torchrun --standalone --nproc_per_node=8 train.py config/coda_sft.py
 #   python train.py --init_from=resume --out_dir=out-coda-sft --max_iters=0 --export_hf=out-coda-sft/hf
 init_from = 'out-coda-midtrain'   # or a CoDA-v0-Base directory from Hugging Face

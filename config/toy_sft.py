@@ -1,7 +1,7 @@
 # CoDA's stage 3 (instruction tuning) at toy scale, on data/pycode_sft (docstring -> function, chat
 # template, byte tokens). The prompt is never masked; the answer, its eos and the padding after it
 # are. Start from the toy pre-trained (or mid-trained) model.
-#   python data/pycode_sft/prepare.py        # done automatically on first use with the byte tokenizer
+#   python -m data.pycode_sft.prepare        # done automatically on first use with the byte tokenizer
 #   python train.py config/toy_sft.py
 init_from = 'out-toy'        # or 'out-toy-midtrain'
 out_dir = 'out-toy-sft'

@@ -54,7 +54,7 @@ RANGES = dict(threads='[1, inf)', n_infill='[1, inf)', n_he='[1, inf)', n_fronti
 
 
 def read_checkpoint(path):
-    """A run's ckpt.pt (model.load_checkpoint: a damaged file is one error line), with its iteration and config."""
+    """A run's ckpt.pt (runtime.load_checkpoint: a damaged file is one error line), with its iteration and config."""
     ck = load_checkpoint(os.path.join(path, 'ckpt.pt'), mmap=True)
     tc = ck.get('train_config')
     if not isinstance(ck.get('iter_num'), int) or not isinstance(tc, dict) or not isinstance(tc.get('max_iters'), int):

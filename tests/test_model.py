@@ -260,7 +260,7 @@ def test_damaged_hf_files_are_one_clear_error(tmp_path, damage):
 
 
 def test_check_ranges_parse_dtype_check_device():
-    from model import check_device, check_ranges, parse_dtype
+    from cli import check_device, check_ranges, parse_dtype
     check_ranges(dict(a=0.0, b=1, c=None), dict(a='[0, 1)', b='(0, inf)', c='(0, 1)'))
     for v, interval in ((1.0, '[0, 1)'), (0, '(0, inf)'), (float('nan'), '[0, inf)'), (float('inf'), '[0, inf)')):
         with pytest.raises(UserError, match=rf'--a={v} is out of range: it must be in \{interval[0]}.*the default is 7'):
@@ -288,7 +288,7 @@ def test_presets():
 
 
 def test_empty_or_foreign_checkpoint_is_one_clear_error(tmp_path):
-    from model import load_checkpoint
+    from runtime import load_checkpoint
     (tmp_path / 'empty.pt').write_bytes(b'')
     with pytest.raises(UserError, match='not a readable checkpoint'):
         load_checkpoint(str(tmp_path / 'empty.pt'))
