@@ -42,21 +42,21 @@ def run_cli(main, interrupted='interrupted; nothing was overwritten'):
 BOOLS = {'1': True, 'true': True, 'yes': True, '0': False, 'false': False, 'no': False}
 
 
-def parse_args(argv, defaults, doc='', kinds=None, notes=None):
+def parse_args(argv, defaults, doc='', kinds=None):
     """Every option: defaults, with what argv sets (parse_options)."""
-    return {**defaults, **parse_options(argv, defaults, doc, kinds, notes)}
+    return {**defaults, **parse_options(argv, defaults, doc, kinds)}
 
 
-def parse_options(argv, defaults, doc='', kinds=None, notes=None, config_files=False):
+def parse_options(argv, defaults, doc='', kinds=None, config_files=False):
     """-> {key: value} of the options argv sets, each of the type of its default (or kinds[key], for a
-    default of None). --help prints doc and the defaults (with notes[key] beside them) and exits.
+    default of None). --help prints doc and the defaults, and exits.
     config_files (train.py): an argument ending in .py is a config file, whose module-level names set keys;
     keys need no leading dashes; and an error names the key and where it was set."""
     kinds = {k: (kinds or {}).get(k) or (str if v is None else type(v)) for k, v in defaults.items()}
     given = {}
     for arg in argv:
         if arg in ('-h', '--help'):
-            print_help(doc, defaults, notes, 'config keys' if config_files else 'options')
+            print_help(doc, defaults, 'config keys' if config_files else 'options')
             sys.exit(0)
         if config_files and '=' not in arg and arg.endswith('.py'):
             if not os.path.isfile(arg):
@@ -104,10 +104,8 @@ def typed(key, value, source, default, kind, config_files):
     raise UserError(f'--{key} expects a {kind.__name__}, got {value!r}')
 
 
-def print_help(doc, defaults, notes, noun):
-    print(doc.strip() + f'\n\n{noun} (defaults):')
-    for k, v in defaults.items():
-        print(f'  --{k}={v}' + (f'  {notes[k]}' if notes and k in notes else ''))
+def print_help(doc, defaults, noun):
+    print(doc.strip() + f'\n\n{noun} (defaults):\n' + '\n'.join(f'  --{k}={v}' for k, v in defaults.items()))
 
 
 def read_config_file(path, names):

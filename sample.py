@@ -11,7 +11,31 @@ Sample from a nanoCoDA checkpoint (train.py's ckpt.pt) or a Hugging Face Qwen3 /
 
 Defaults follow the model's kind: causal -> AR decoding with a KV cache; block -> block_length =
 the model's block_size and the exact prefix cache; bidirectional -> alg entropy, blocks of 32, no cache.
-Every option of sampling.generate() is a flag; see --help.
+Every option of sampling.generate() is a flag:
+
+  --ckpt / --hf       a train.py out_dir or ckpt.pt / a Hugging Face Qwen3 or CoDA directory (with tokenizer.json)
+  --prompt, --suffix  the prompt text (default: a newline) and, to infill, the text that must follow the
+                      generated span; --prompt_file / --suffix_file read them from files
+  --chat              wrap the prompt in the chat template (instruct models)
+  --num_samples       samples drawn (one batch)
+  --dtype             float32 | bfloat16 | float16 | auto (HF: the checkpoint's own)
+  --gen_length        tokens to generate (AR: at most)
+  --block_length      semi-AR block (default 32; block models: their block_size); 0 = one block for the answer
+  --steps             denoising steps over all blocks (default gen_length)
+  --alg               position rule: origin | maskgit_plus | topk_margin | entropy
+  --schedule          tokens per step: llada | coda (default: coda for models with shifted logits, i.e.
+                      CoDA / Dream; else llada)
+  --temperature       0 = greedy; --top_p, --top_k as usual
+  --alg_temp          > 0: sample positions from softmax(confidence / alg_temp)
+  --threshold         Fast-dLLM: commit every token with probability >= threshold
+  --factor            Fast-dLLM's factor rule (instead of --threshold)
+  --cache             none | prefix | dual (default: prefix for block / causal models, else none)
+  --no_eos            do not stop at the end-of-sequence token
+  --variable_length   infill a hole of unknown length: the canvas grows and shrinks (DreamOn; models trained
+                      with varlen_rate > 0), from --canvas masks up to --max_hole
+  --show              draw the denoising live in the terminal
+  --frames            save --n_frames snapshots of sample 0's denoising: .png/.svg (matplotlib) or .html;
+                      --overwrite lets it replace an existing picture
 """
 import os
 import sys
@@ -24,7 +48,7 @@ import torch
 from cli import UserError, check_device, check_ranges, parse_args, parse_dtype, run_cli
 from model import ModelConfig, Transformer
 from runtime import load_checkpoint
-from sampling import ALGS, CACHES, SCHEDULES, generate
+from sampling import ALGS, CACHES, generate
 from tokenizer import load_tokenizer
 
 
@@ -59,37 +83,6 @@ DEFAULTS = dict(ckpt='', hf='', prompt=None, prompt_file='', suffix=None, suffix
                 cache=None, no_eos=False, variable_length=False, canvas=16, max_hole=64, show=False, frames='',
                 n_frames=8, overwrite=False)
 KINDS = dict(block_length=int, steps=int, top_p=float, top_k=int, threshold=float, factor=float)
-NOTES = dict(  # what --help prints beside each default
-    ckpt="train.py out_dir or ckpt.pt",
-    hf="Hugging Face Qwen3 / CoDA directory (with tokenizer.json)",
-    prompt="prompt text (default: a newline)",
-    prompt_file="read the prompt from this file",
-    suffix="infilling: text that must follow the generated span",
-    suffix_file="read the suffix from this file",
-    chat="wrap the prompt in the chat template (instruct models)",
-    num_samples="samples drawn (one batch)",
-    dtype="float32 | bfloat16 | float16 | auto (HF: the checkpoint's own)",
-    gen_length="tokens to generate (AR: at most)",
-    block_length="semi-AR block (default 32; block models: their block_size); 0 = one block over the whole answer",
-    steps="denoising steps over all blocks (default gen_length)",
-    alg=f"position rule: {' | '.join(ALGS)}",
-    schedule=f"tokens per step: {' | '.join(SCHEDULES)} (default: coda for models with shifted logits, i.e. "
-             f"CoDA / Dream; else llada)",
-    temperature="0 = greedy",
-    alg_temp="> 0: sample positions from softmax(confidence / alg_temp)",
-    threshold="Fast-dLLM: commit every token with probability >= threshold",
-    factor="Fast-dLLM factor rule (alternative to --threshold)",
-    cache=f"{' | '.join(CACHES)} (default: prefix for block/causal models, else none)",
-    no_eos="do not stop at the end-of-sequence token",
-    variable_length="infill a hole of unknown length: the canvas grows and shrinks (DreamOn; models trained with "
-                    "varlen_rate > 0)",
-    canvas="--variable_length: masks the hole starts with",
-    max_hole="--variable_length: the longest middle the canvas may grow to",
-    show="draw the denoising live in the terminal",
-    frames="save snapshots of sample 0's denoising: .png/.svg (matplotlib) or .html",
-    n_frames="snapshots in the --frames picture (first and last included)",
-    overwrite="let --frames replace an existing picture",
-)
 
 
 # the interval each numeric option must lie in (cli.check_ranges); unset (None) options pass
@@ -233,7 +226,7 @@ def save_frames(path, panels):
 
 
 def main(argv):
-    args = SimpleNamespace(**parse_args(argv, DEFAULTS, __doc__, KINDS, NOTES))
+    args = SimpleNamespace(**parse_args(argv, DEFAULTS, __doc__, KINDS))
     for a, b, why in PAIRS:
         if getattr(args, a) not in (None, '', False) and getattr(args, b) not in (None, '', False):
             raise UserError(f"--{a} and --{b} {why}; pass one of them")

@@ -34,15 +34,20 @@ TEST_DIRS = {'test', 'tests', 'idle_test'}  # stdlib test packages (Lib/test, li
 # -----------------------------------------------------------------------------
 # command line: the main() of the prepare scripts, and the overwrite rule of every output file
 
-def run_prepare(argv, defaults, doc, ranges, prepare, summary):
-    """A prepare script's main(): its options, checked, then prepare(**options) and one line
-    `wrote <out_dir>: <summary(meta)>, <seconds>`."""
+def run_prepare(argv, defaults, doc, ranges, prepare, unit='docs'):
+    """A prepare script's main(): its options, checked, then prepare(**options) and one line saying what
+    it wrote (the documents of a pre-training set counted as `unit`, or an SFT set's examples)."""
     cfg = parse_args(argv, defaults, doc)
     check_ranges(cfg, ranges, defaults)
     t0 = time.time()
-    meta = prepare(**cfg)
-    print(f"wrote {cfg['out_dir']}: {summary(meta)}, {time.time() - t0:.1f}s")
-    return meta
+    m = prepare(**cfg)
+    if m['kind'] == 'sft':
+        splits = [f"{s} {m[f'{s}_examples']} examples ({m[f'{s}_tokens']:,} tokens)" for s in ('train', 'val')]
+    else:
+        splits = [f"{s} {m[f'{s}_tokens']:,} tokens ({m[f'{s}_docs']} {unit})" for s in ('train', 'val')]
+    skipped = f", skipped {m['skipped']}" if 'skipped' in m else ''
+    print(f"wrote {cfg['out_dir']}: {', '.join(splits)}, {m['dtype']}{skipped}, {time.time() - t0:.1f}s")
+    return m
 
 
 def check_out_file(path, flag='--out', overwrite=False, own=None, what='an earlier output of this command'):

@@ -59,9 +59,7 @@ def prepare_custom(input, out_dir, tokenizer='bytes', ext='.py', text_field='tex
 
 
 def main(argv):
-    return run_prepare(argv, DEFAULTS, __doc__, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), prepare_custom, lambda m: (
-        f"train {m['train_tokens']:,} tokens ({m['train_docs']} docs), val {m['val_tokens']:,} tokens "
-        f"({m['val_docs']} docs), {m['dtype']}"))
+    return run_prepare(argv, DEFAULTS, __doc__, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), prepare_custom)
 
 
 if __name__ == '__main__':

@@ -67,9 +67,7 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', val_frac=0.03, stdlib=Tru
 
 
 def main(argv):
-    return run_prepare(argv, DEFAULTS, __doc__, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), prepare, lambda m: (
-        f"train {m['train_tokens']:,} tokens ({m['train_docs']} files), val {m['val_tokens']:,} tokens "
-        f"({m['val_docs']} files), {m['dtype']}, skipped {m['skipped']}"))
+    return run_prepare(argv, DEFAULTS, __doc__, dict(val_frac='(0, 1)', max_file_kb='(0, inf)'), prepare, 'files')
 
 
 if __name__ == '__main__':

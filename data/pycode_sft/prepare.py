@@ -173,9 +173,7 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', stdlib=True, skip_tests=T
 
 def main(argv):
     ranges = dict(val_frac='(0, 1)', min_doc='[0, inf)', max_doc='[1, inf)', max_len='[2, inf)')
-    return run_prepare(argv, DEFAULTS, __doc__, ranges, prepare, lambda m: (
-        f"train {m['train_examples']} examples ({m['train_tokens']:,} tokens), val {m['val_examples']} examples "
-        f"({m['val_tokens']:,} tokens), {m['dtype']}, skipped {m['skipped']}"))
+    return run_prepare(argv, DEFAULTS, __doc__, ranges, prepare)
 
 
 if __name__ == '__main__':
