@@ -66,6 +66,14 @@ def test_no_path_outside_the_repository():
     assert not bad, bad
 
 
+def test_no_import_path_hacks():
+    """The product imports its modules from the repository root (scripts under data/ and experiments/ run with
+    python -m); only bench_peers.py puts the user's CoDA clone (--coda_repo) on the path, at run time."""
+    bad = [f for f in repo_files() if f.endswith('.py') and not f.startswith('tests/') and f != 'bench_peers.py'
+           and re.search(r'sys\.path\.(insert|append)', open(os.path.join(REPO, f), encoding='utf-8').read())]
+    assert not bad, bad
+
+
 def test_readme_and_docs_commands_exist():
     found = {}  # script -> set of flags, over every document
     for doc in DOCS:
