@@ -24,7 +24,8 @@ import functools
 
 import torch
 
-from model import Transformer, UserError
+from cli import UserError
+from model import Transformer
 
 
 def checkpoint_layers(model, xla=False):

@@ -27,7 +27,7 @@ import unicodedata
 
 import tiktoken
 
-from model import UserError
+from cli import UserError
 
 # Qwen2/Qwen3's pre-tokenizer split; fancy-regex, which tiktoken runs as is
 QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
