@@ -98,8 +98,8 @@ def test_annealing_starts_causal_and_ends_bidirectional():
     def loss(step, o=opts):
         return training_loss(model, x0, objective='mdm', opts=o, progress=0.0, step=step,
                              generator=torch.Generator().manual_seed(7))[0]
-    xt, _, weight = mdm_batch(x0, mask_id=39, vocab_size=40, opts=opts, progress=0.0, step=0,
-                              generator=torch.Generator().manual_seed(7))
+    xt, _, weight, _ = mdm_batch(x0, mask_id=39, vocab_size=40, opts=opts, progress=0.0, step=0,
+                                 generator=torch.Generator().manual_seed(7))
     assert loss(0).item() == pytest.approx(scored_ce(causal, xt, x0, weight / x0.numel()).item(), rel=1e-5)
     assert loss(0).item() != pytest.approx(loss(0, DiffusionOptions()).item(), rel=1e-3)
     assert loss(10).item() == loss(10, DiffusionOptions()).item()  # same noise, no mask: identical
