@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 import diffusion as D
-from model import ModelConfig, Transformer, UserError, cross_entropy
+from head import cross_entropy
+from model import ModelConfig, Transformer, UserError
 
 V, MASK = 64, 63
 
@@ -344,9 +345,11 @@ def test_predict_rows_equal_rows_of_the_aligned_logits(shift):
     x0 = data(2, L, seed=3)
     with torch.no_grad():
         full = D.predict(m, xt)
-        torch.testing.assert_close(D.predict(m, xt, rows=mask), full[mask], atol=1e-5, rtol=0)
-        torch.testing.assert_close(D.predict(m, xt, rows=r), full[torch.arange(2)[:, None], r], atol=1e-5, rtol=0)
-        torch.testing.assert_close(D.block_predict(b, xt, x0, rows=mask), D.block_predict(b, xt, x0)[mask],
+        flat = mask.flatten().nonzero().squeeze(1)  # rows are flat indices b * L + i
+        torch.testing.assert_close(D.predict(m, xt, rows=flat), full[mask], atol=1e-5, rtol=0)
+        torch.testing.assert_close(D.predict(m, xt, rows=(torch.arange(2)[:, None] * L + r).flatten()).view(2, 3, -1),
+                                   full[torch.arange(2)[:, None], r], atol=1e-5, rtol=0)
+        torch.testing.assert_close(D.block_predict(b, xt, x0, rows=flat), D.block_predict(b, xt, x0)[mask],
                                    atol=1e-5, rtol=0)
 
 
@@ -373,8 +376,8 @@ def reference_loss(m, x0, objective, opts, seed, prompt_len=None):
                                                        ('sft', 'bidirectional', True), ('ar', 'causal', False)])
 def test_losses_and_gradients_equal_the_full_logit_computation(objective, attention, shift, monkeypatch):
     """training_loss scores only its rows with the chunked CE (here 5 rows x V at a time): same loss, same gradients."""
-    import model as model_module
-    monkeypatch.setattr(model_module, 'CE_CHUNK_FLOATS', 5 * V)
+    import head
+    monkeypatch.setattr(head, 'CE_CHUNK_FLOATS', 5 * V)
     m, x0 = tiny(attention, shift=shift, seed=7), data(4, 16)
     opts, prompt_len = D.DiffusionOptions(masking='custom', s3_prob=0.5), torch.tensor([2, 5, 9, 0])
     kw = dict(prompt_len=prompt_len) if objective == 'sft' else {}
