@@ -36,9 +36,6 @@ blocks lie on its own position grid, so rows' blocks differ in index space: each
 current block, one forward window covers them all, and only indices finished in every row are
 committed. Logits are read through diffusion.predict, the loss's own logit-shift rule: with
 config.shift_logits the prediction for index i comes from the logits at i-1.
-
-Reading order: the pieces of one denoising step, then generate_reference (the method on one
-screen), then generate (the same algorithm, batched and cached), then generate_ar.
 """
 import time
 import warnings
@@ -276,6 +273,7 @@ def row_blocks(plen, gen_length, block_length, on_grid):
         lo = hi
     return out
 
+
 def block_grid(pads, G, gen_length, block_length, on_grid, device):
     """Every row's blocks in index space, (R, B, 2): block k of row b is [lo, hi) = its row_blocks in its
     own position space shifted by its pad. Rows with fewer blocks get empty blocks at the answer's
@@ -295,14 +293,11 @@ def model_block_span(lo, hi, pad, block_size):
 
 
 def forward_window(cache, step, L, lo, hi, shift, exact=None):
-    """The forward of one step over a block whose rows span [lo, hi) (their smallest start, largest end):
-    (w0, w1, kv_len), queries x[:, w0:w1] and keys [0, kv_len) (None: no cache). With a shift the window
-    starts at lo - 1, whose logits predict the block's first token.
-      none               the whole sequence, every step
-      exact (a block model's cache) = (start, end): every K/V left of start is committed, nothing
-                         right of end is visible, so the window is [start, end) and the keys [0, end)
-      prefix / dual      Fast-dLLM: the first step refreshes every K/V; later steps recompute the block
-                         and everything after it (prefix) or only the block (dual)"""
+    """(w0, w1, kv_len) of one step's forward: queries x[:, w0:w1], keys [0, kv_len) (None: no cache).
+    The rows' current blocks span [lo, hi); with a shift the window starts at lo - 1, whose logits
+    predict the block's first token. exact = (start, end), a block model's cache: every K/V left of
+    start is committed and nothing right of end is visible. Fast-dLLM (prefix / dual): the first step
+    refreshes every K/V, later ones recompute the block and all after it (prefix) or the block only (dual)."""
     if cache == 'none':
         return 0, L, None
     if exact is not None:
@@ -315,29 +310,25 @@ def forward_window(cache, step, L, lo, hi, shift, exact=None):
 
 def check_options(model, gen_length, block_length, steps, alg, temperature, top_p, top_k, alg_temp, threshold,
                   factor, cache, schedule='llada'):
+    """Check generate()'s options (a UserError names the first bad one); -> (block_length, steps) as used."""
     cfg = model.config
-    if schedule not in SCHEDULES:
-        raise UserError(f"schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
-    if alg not in ALGS:
-        raise UserError(f"alg={alg!r} is unknown; use one of {', '.join(ALGS)}")
-    if cache not in CACHES:
-        raise UserError(f"cache={cache!r} is unknown; use one of {', '.join(CACHES)}")
-    if cfg.mask_token_id is None or not 0 <= cfg.mask_token_id < cfg.vocab_size:
-        raise UserError("the model has no valid mask_token_id; set it in the model config (diffusion models need one)")
-    if gen_length < 1:
-        raise UserError(f"gen_length={gen_length} must be >= 1")
-    if temperature < 0 or alg_temp < 0:
-        raise UserError("temperature and alg_temp must be >= 0")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise UserError(f"top_p={top_p} must be in (0, 1]")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top_k={top_k} must be >= 1")
-    if threshold is not None and factor is not None:
-        raise UserError("threshold and factor are two alternative rules; give one of them")
-    if threshold is not None and not 0 < threshold <= 1:
-        raise UserError(f"threshold={threshold} must be in (0, 1]")
-    if factor is not None and factor <= 0:
-        raise UserError(f"factor={factor} must be > 0")
+    checks = [
+        (schedule not in SCHEDULES, f"schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}"),
+        (alg not in ALGS, f"alg={alg!r} is unknown; use one of {', '.join(ALGS)}"),
+        (cache not in CACHES, f"cache={cache!r} is unknown; use one of {', '.join(CACHES)}"),
+        (cfg.mask_token_id is None or not 0 <= cfg.mask_token_id < cfg.vocab_size,
+         "the model has no valid mask_token_id; set it in the model config (diffusion models need one)"),
+        (gen_length < 1, f"gen_length={gen_length} must be >= 1"),
+        (temperature < 0 or alg_temp < 0, "temperature and alg_temp must be >= 0"),
+        (top_p is not None and not 0 < top_p <= 1, f"top_p={top_p} must be in (0, 1]"),
+        (top_k is not None and top_k < 1, f"top_k={top_k} must be >= 1"),
+        (threshold is not None and factor is not None, "threshold and factor are two alternative rules; give one of them"),
+        (threshold is not None and not 0 < threshold <= 1, f"threshold={threshold} must be in (0, 1]"),
+        (factor is not None and factor <= 0, f"factor={factor} must be > 0"),
+    ]
+    for bad, message in checks:
+        if bad:
+            raise UserError(message)
     if cfg.attention == 'block':
         bs = cfg.block_size
         block_length = bs if block_length is None else block_length or -(-gen_length // bs) * bs  # 0: one block
