@@ -162,8 +162,6 @@ def block_diffusion_mask(L, block_size, device=None):
     return torch.cat([top, bottom], dim=0)
 
 
-
-
 # -----------------------------------------------------------------------------
 # where a forward's tokens sit and what they see: one small context for the whole forward
 

@@ -21,13 +21,11 @@ The count k at step j of a block (schedule=):
          and CoDA's diffusion_generate (the default with shift_logits); the last step takes the rest
 Slots outside a row's current block are never chosen (confidence -inf).
 
-Caches. 'none' runs the whole sequence every step. For a 'block' model (a token sees its own and
-earlier blocks) 'prefix' (= 'dual') is exact: the K/V of finished blocks are committed once, by
-the first forward after they finish, and each step recomputes only the current block's window:
-the tokens are identical to 'none'. For a bidirectional model the caches are Fast-dLLM's
+Caches. 'none' runs the whole sequence every step. For a 'block' model 'prefix' (= 'dual') is exact:
+the K/V of finished blocks are committed once and each step recomputes only the current block's
+window (the tokens are identical to 'none'). For a bidirectional model they are Fast-dLLM's
 approximations, refreshed by one full forward at each block start: 'prefix' then recomputes the
-block and everything after it over the cached prefix; 'dual' recomputes only the block and also
-reuses the stale K/V of the masked suffix.
+block and all after it, 'dual' only the block (the masked suffix's K/V stay stale).
 
 Index space: prompts are left-padded to a common length G, so the answer is x[:, G:G+gen_length]
 in every row, then the (infilling) suffix. Row i's RoPE positions are index - pad[i] (the model's
@@ -55,7 +53,7 @@ SCHEDULES = ('llada', 'coda')
 
 
 def gumbel(shape, generator, device):
-    """Gumbel(0, 1) noise in float64 from the CPU generator's uniforms (diffusion.uniform)."""
+    """Gumbel(0, 1) noise in float64, from the generator's uniforms (diffusion.uniform)."""
     return -torch.log(-torch.log(uniform(shape, generator, device, torch.float64).clamp_(min=1e-300)))
 
 
@@ -127,9 +125,11 @@ def step_counts(schedule, n, s):
         out.append(int(k.clamp(max=n - sum(out))) if j < s - 1 else n - sum(out))
     return out
 
+
 # -----------------------------------------------------------------------------
 # the method on one screen: a reference sampler (no cache, rows of equal length, no EOS stop).
 # generate() below is the same algorithm made fast; the tests check it gives these tokens.
+
 
 @torch.no_grad()
 def generate_reference(model, prompt, gen_length=64, block_length=32, steps=None, alg='entropy',
