@@ -10,10 +10,11 @@ Logit-shift convention (decided once, here; training, ELBO and the sampler all u
 model(idx) returns RAW logits, row i computed at position i. predict() returns ALIGNED logits:
 row i is the distribution of token i. For a model with config.shift_logits (CoDA / Dream, or any
 AR-initialised Qwen3) aligned[:, i] = raw[:, i-1] and aligned[:, 0] = raw[:, 0]; otherwise
-aligned = raw. Everything below works on aligned logits; only predict() and block_predict() shift
-(and sampling.generate, which reads only its block's rows and shifts them itself).
-Only the rows that are read are computed (model(..., rows=)): the losses score the masked rows and
-pass targets, so the lm_head and the cross-entropy run on those rows, a chunk at a time.
+aligned = raw. Everything below works on aligned logits; only predict() and block_predict() shift,
+both by shift_source(), the one rule (the samplers read their rows through predict() too).
+Only the rows that are read are computed (model(..., rows=), flat indices b * T + i): the losses
+score the masked rows and pass targets, so the lm_head and the cross-entropy run on those rows, a
+chunk at a time.
 """
 import math
 from dataclasses import dataclass
@@ -21,54 +22,60 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model import UserError, block_diffusion_mask
+from model import Context, UserError, block_diffusion_mask
 
 
 # -----------------------------------------------------------------------------
-# logit shift
+# logit shift: one rule, for training, the ELBO and every sampler
+
+def shift_source(i, first=0):
+    """The raw position whose logits predict token i under the shift (Dream / CoDA): i - 1, except a
+    sequence's first token (index `first`: 0, or its row's left padding), which reads its own logits.
+    i: indices (any shape); first: an int or a tensor broadcasting with i."""
+    return torch.maximum(i - 1, torch.as_tensor(first, device=i.device))
+
 
 def shift_logits(logits, first=None):
-    """Dream/CoDA shift: out[:, i] = logits[:, i-1]; out[:, 0] = logits[:, 0], or `first` (B, V)
-    when the chunk continues a sequence whose previous position's logits are known (KV cache)."""
-    head = logits[:, :1] if first is None else first.reshape(logits.size(0), 1, -1).to(logits.dtype)
-    return torch.cat([head, logits[:, :-1]], dim=1)
+    """Aligned logits of whole sequences: out[:, i] = logits[:, shift_source(i)], so out[:, 0] = logits[:, 0],
+    or `first` (B, V) when the chunk continues a sequence whose previous position's logits are known."""
+    out = logits[:, shift_source(torch.arange(logits.size(1), device=logits.device))]
+    if first is not None:
+        out[:, 0] = first.reshape(logits.size(0), -1).to(logits.dtype)
+    return out
 
 
-def source_rows(rows, T):
-    """Aligned rows -> the raw rows they read under the shift (i -> i-1, 0 -> 0). rows: indices (B, R),
-    or a bool mask (B, T) / flat indices into B*T (-> flat indices)."""
-    if rows.dtype == torch.bool:
-        rows = rows.flatten().nonzero().squeeze(1)
-    return (rows - 1).clamp(min=0) if rows.dim() == 2 else rows - (rows % T > 0).long()
+def predict(model, idx, ctx=None, *, rows=None, **head):
+    """Aligned logits (row i predicts token i) of a single-stream forward over idx (B, T) placed by ctx
+    (model.Context): every row (B, T, V), or rows = flat aligned indices b * T + i -> (N, V); with
+    targets / weights, their cross-entropy instead (model.forward). With a shift, row i reads the raw
+    row shift_source(i) of its own sequence (which starts at the row's pad), inside the window
+    [ctx.start, ctx.start + T) (a window's first row, whose source lies before it, reads itself)."""
+    if not model.config.shift_logits:
+        return model(idx, ctx=ctx, rows=rows, **head)
+    if rows is None:
+        return shift_logits(model(idx, ctx=ctx, **head))
+    T, start = idx.size(1), ctx.start if ctx is not None else 0
+    b, i = rows // T, rows % T
+    first = ctx.pad[b] if ctx is not None and ctx.pad is not None else 0
+    src = (shift_source(i + start, first) - start).clamp(0, T - 1)
+    return model(idx, ctx=ctx, rows=b * T + src, **head)
 
 
-def predict(model, idx, first=None, rows=None, **fw_kwargs):
-    """Aligned logits (row i predicts token i) for a single-stream forward. With a KV cache and
-    start > 0, pass first = the raw logits (B, V) of the position before the chunk, if known.
-    rows (aligned) / targets / weights: only those rows, or their CE (see model.forward)."""
-    if rows is not None:
-        return model(idx, rows=source_rows(rows, idx.size(1)) if model.config.shift_logits else rows, **fw_kwargs)
-    logits = model(idx, **fw_kwargs)
-    return shift_logits(logits, first) if model.config.shift_logits else logits
-
-
-def block_predict(model, xt, x0, rows=None, **fw_kwargs):
+def block_predict(model, xt, x0, *, rows=None, **head):
     """Aligned logits of the noisy stream in the [x_t ; x_0] layout (BD3-LM, vectorised training), (B, L, V);
-    rows: a bool mask (B, L) of the noisy rows wanted -> (N, V) (or their CE, with targets=...).
-    With shift_logits, noisy position i reads noisy logits at i-1, except at a block start i = b*bs > 0:
-    the token before it is the last CLEAN token of block b-1, read from the clean stream at L+i-1
-    (it sees exactly clean blocks < b). This is what the single-stream shift gives at inference
-    with an exact block cache, where block b-1 was committed clean."""
+    rows: flat indices b * L + i of the noisy rows wanted -> (N, V) (or their CE, with targets=...).
+    With shift_logits, noisy position i reads noisy logits at shift_source(i), except at a block start
+    i = b*bs > 0: the token before it is the last CLEAN token of block b-1, read from the clean stream
+    at L+i-1 (it sees exactly clean blocks < b). This is what the single-stream shift gives at
+    inference with an exact block cache, where block b-1 was committed clean."""
     B, L = x0.shape
     bs = model.config.block_size
-    pos = torch.arange(L, device=x0.device).repeat(2)
     i = torch.arange(L, device=x0.device)
-    src = torch.where((i % bs == 0) & (i > 0), L + i - 1, (i - 1).clamp(min=0)) if model.config.shift_logits else i
-    if rows is not None:  # (flat indices of) noisy rows -> flat indices into the (B, 2L) layout
-        rows = rows.flatten().nonzero().squeeze(1) if rows.dtype == torch.bool else rows
-        fw_kwargs['rows'] = rows // L * 2 * L + src[rows % L]
-    raw = model(torch.cat([xt, x0], 1), pos=pos, attn_mask=block_diffusion_mask(L, bs, x0.device), **fw_kwargs)
-    return raw if rows is not None else raw[:, src]
+    src = torch.where((i % bs == 0) & (i > 0), L + i - 1, shift_source(i)) if model.config.shift_logits else i
+    ctx = Context(pos=i.repeat(2), attn_mask=block_diffusion_mask(L, bs, x0.device))
+    if rows is not None:  # noisy rows -> flat indices into the (B, 2L) layout
+        return model(torch.cat([xt, x0], 1), ctx=ctx, rows=rows // L * 2 * L + src[rows % L], **head)
+    return model(torch.cat([xt, x0], 1), ctx=ctx, **head)[:, src]
 
 
 # -----------------------------------------------------------------------------
@@ -371,8 +378,11 @@ def masking_probs(opts, progress):
 # noise: all random numbers come from a CPU generator and are moved to the data's device,
 # so a run draws the same noise on CPU, GPU and TPU and for any number of processes
 
-def uniform(shape, generator, device):
-    return torch.rand(shape, generator=generator).to(device)
+def uniform(shape, generator, device, dtype=torch.float32):
+    """U[0, 1) drawn on the generator's device (the CPU by convention) and moved to device: the same
+    draws on every device. The samplers draw float64 (sampling.gumbel), the losses float32."""
+    gdev = generator.device if generator is not None else 'cpu'
+    return torch.rand(shape, generator=generator, device=gdev, dtype=dtype).to(device)
 
 
 def noise_level(n, opts, step, generator, device, t_min=0.0):
@@ -460,12 +470,13 @@ def scored_rows(weight):
 
 def scored_ce(model, xt, x0, weight, block=False, attn_mask=None):
     """sum_i weight_i CE_i over the aligned rows of xt (targets x0), computing only the rows with
-    weight != 0 (fused with the cross-entropy, a chunk at a time; model.cross_entropy)."""
+    weight != 0 (fused with the cross-entropy, a chunk at a time; head.cross_entropy).
+    attn_mask: attention annealing's mask (single stream only)."""
     rows = scored_rows(weight)
-    fw = dict(rows=rows, targets=x0.flatten()[rows], weights=weight.flatten()[rows])
-    if attn_mask is not None:  # attention annealing (single stream only)
-        fw['attn_mask'] = attn_mask
-    return block_predict(model, xt, x0, **fw) if block else predict(model, xt, **fw)
+    head = dict(rows=rows, targets=x0.flatten()[rows], weights=weight.flatten()[rows])
+    if block:
+        return block_predict(model, xt, x0, **head)
+    return predict(model, xt, Context(attn_mask=attn_mask), **head)
 
 
 def token_ce(logits, x0):

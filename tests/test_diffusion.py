@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 import diffusion as D
-from model import ModelConfig, Transformer, UserError, cross_entropy
+from head import cross_entropy
+from model import ModelConfig, Transformer, UserError
 
 V, MASK = 64, 63
 
@@ -358,9 +359,11 @@ def test_predict_rows_equal_rows_of_the_aligned_logits(shift):
     x0 = data(2, L, seed=3)
     with torch.no_grad():
         full = D.predict(m, xt)
-        torch.testing.assert_close(D.predict(m, xt, rows=mask), full[mask], atol=1e-5, rtol=0)
-        torch.testing.assert_close(D.predict(m, xt, rows=r), full[torch.arange(2)[:, None], r], atol=1e-5, rtol=0)
-        torch.testing.assert_close(D.block_predict(b, xt, x0, rows=mask), D.block_predict(b, xt, x0)[mask],
+        flat = mask.flatten().nonzero().squeeze(1)  # rows are flat indices b * L + i
+        torch.testing.assert_close(D.predict(m, xt, rows=flat), full[mask], atol=1e-5, rtol=0)
+        torch.testing.assert_close(D.predict(m, xt, rows=(torch.arange(2)[:, None] * L + r).flatten()).view(2, 3, -1),
+                                   full[torch.arange(2)[:, None], r], atol=1e-5, rtol=0)
+        torch.testing.assert_close(D.block_predict(b, xt, x0, rows=flat), D.block_predict(b, xt, x0)[mask],
                                    atol=1e-5, rtol=0)
 
 
@@ -415,8 +418,8 @@ def test_training_loss_is_the_equation(case, monkeypatch):
       edit          + Σ_{changed, visible} -log p(x0_i | x_t), the same normaliser (Seed Diffusion)
       sft           per row Σ_{masked} -log p / t / (L - prompt_len), the mean over rows; the prompt never masked
       ar            the mean next-token -log p(x0_{i+1} | x0_{<=i}) over the answer tokens"""
-    import model as model_module
-    monkeypatch.setattr(model_module, 'CE_CHUNK_FLOATS', 5 * V)
+    import head
+    monkeypatch.setattr(head, 'CE_CHUNK_FLOATS', 5 * V)
     objective, attention, shift, kw = EQUATION_CASES[case]
     m, x0, prompt_len = tiny(attention, shift=shift, seed=7), data(4, 16), torch.tensor([2, 5, 9, 0])
     (B, L), prompt = x0.shape, torch.arange(16)[None] < prompt_len[:, None]
