@@ -1,10 +1,9 @@
 """
 Training objectives and likelihood bounds of nanoCoDA, each next to the formula it implements.
-The textbook first: LLaDA's forward process and loss (forward_process, diffusion_loss), which every
-diffusion objective trains through. Then training_loss and one function per objective: mdm (+ CoDA's
-S1/S2/S3 and Seed Diffusion's edits), block (BD3-LM), sft (LLaDA), ar (next-token CE, optionally on
-fill-in-the-middle documents, fim.py), with DreamOn's variable-length rows as an option of mdm and sft
-(varlen.py). Then the ELBO, and the machinery: options, noise, masks, edits, scored rows.
+After the logit shift, the textbook: LLaDA's forward process and loss (forward_process, diffusion_loss),
+which every diffusion objective trains through; then training_loss and one function per objective: mdm
+(CoDA's S1/S2/S3, Seed Diffusion's edits), block (BD3-LM), sft (LLaDA), ar (next-token CE; FIM: fim.py),
+DreamOn's variable-length rows an option of mdm and sft (varlen.py); the ELBO; the machinery last.
 
 Logit-shift convention (decided once, here; training, ELBO and the sampler all use it):
 model(idx) returns RAW logits, row i computed at position i. predict() returns ALIGNED logits:
@@ -117,9 +116,15 @@ def diffusion_loss(model, xt, x0, weight, scale, block=False, attn_mask=None):
     """The masked-diffusion loss (LLaDA Eq. 3; MDLM's continuous-time NELBO), on aligned rows:
         loss = scale · Σ_bi weight_bi · −log p_θ(x0_bi | x_t),  weight_bi = [i masked] / t_b,  scale = 1/(B·L)
     Its expectation bounds the NLL per token; with uniform logits it is log V. Each objective below
-    chooses only the weights and the scale. block: x_t is read in the [x_t ; x_0] layout (block_predict);
-    attn_mask: the annealed attention. Only the rows with weight != 0 reach the head (scored_ce)."""
-    return scored_ce(model, xt, x0, weight * scale, block=block, attn_mask=attn_mask)
+    chooses only the weights and the scale. Only the rows with weight != 0 reach the head, fused with the
+    cross-entropy a chunk at a time (head.cross_entropy). block: x_t is read in the [x_t ; x_0] layout
+    (block_predict); attn_mask: the annealed attention (single stream only)."""
+    weight = weight * scale
+    rows = scored_rows(weight)
+    head = dict(rows=rows, targets=x0.flatten()[rows], weights=weight.flatten()[rows])
+    if block:
+        return block_predict(model, xt, x0, **head)
+    return predict(model, xt, Context(attn_mask=attn_mask), **head)
 
 
 # -----------------------------------------------------------------------------
@@ -181,10 +186,9 @@ def mdm_batch(x0, *, mask_id, vocab_size, opts, progress, step, generator=None, 
 
 
 def edit_batch(x, maskable, t, w, *, mask_id, vocab_size, opts, p3, generator=None):
-    """Seed Diffusion's edit stage (mdm from progress edit_start) -> (xt, masked, weight): random
-    substitutions, insertions and deletions first (edit_corrupt), then the forward process at rate t on
-    top, so the mask rate stays t. Masked tokens keep the weight w = 1/t; every changed token left
-    visible is scored with plain CE (weight 1), which teaches the model to revise visible tokens."""
+    """Seed Diffusion's edit stage (mdm from progress edit_start) -> (xt, masked, weight): random substitutions,
+    insertions and deletions (edit_corrupt), then the forward process at rate t on top (the mask rate stays t).
+    Masked tokens keep w = 1/t; a changed token left visible is scored with plain CE (the model learns to revise)."""
     x, changed, _ = edit_corrupt(x, maskable, opts.edit_rate, vocab_size, mask_id, generator)
     xt, masked, _ = forward_process(x, mask_id, maskable, t=t, p3=p3, sizes=block_sizes(opts), generator=generator)
     return xt, masked, masked * w[:, None] + (changed & ~masked)
@@ -321,8 +325,7 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
                 raise UserError(f"{k}={getattr(self, k)} is not a probability; use a value in [0, 1]")
         if self.max_delete < 0:
             raise UserError(f"max_delete={self.max_delete} is negative; use 0 or more delete targets")
-        block_sizes(self)
-        block_schedule(self)
+        block_sizes(self), block_schedule(self)  # each raises on a bad value
 
 
 def block_sizes(opts):
@@ -466,17 +469,6 @@ def scored_rows(weight):
     if weight.device.type == 'xla':
         return torch.arange(weight.numel(), device=weight.device)
     return weight.flatten().nonzero().squeeze(1)
-
-
-def scored_ce(model, xt, x0, weight, block=False, attn_mask=None):
-    """sum_i weight_i CE_i over the aligned rows of xt (targets x0), computing only the rows with
-    weight != 0 (fused with the cross-entropy, a chunk at a time; head.cross_entropy).
-    attn_mask: attention annealing's mask (single stream only)."""
-    rows = scored_rows(weight)
-    head = dict(rows=rows, targets=x0.flatten()[rows], weights=weight.flatten()[rows])
-    if block:
-        return block_predict(model, xt, x0, **head)
-    return predict(model, xt, Context(attn_mask=attn_mask), **head)
 
 
 def token_ce(logits, x0):
