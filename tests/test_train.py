@@ -507,7 +507,8 @@ def test_xla_spmd_fsdp_on_4_devices_equals_one_device(data, tmp_path):
     p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', max_iters=2, **kw), env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert 'SPMD FSDP over 4 devices' in p.stdout and 'devices=[4,1]' in p.stdout  # embed_tokens (V, h): rows on 4 devices
-    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', init_from='resume', max_iters=4), env=env)
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', init_from='resume', max_iters=4,
+                  eval_interval=4), env=env)  # (argv passes SMALL's eval_interval=0 otherwise)
     assert p.returncode == 0, p.stderr[-3000:]
     xla = [json.loads(line) for line in open(tmp_path / 'xla' / 'log.jsonl')]
     assert [r['iter'] for r in xla] == [1, 2, 3, 4]
