@@ -22,7 +22,8 @@ import os
 import re
 
 from cli import UserError
-from model import CE_CHUNK_FLOATS, ModelConfig, make_config
+from head import CE_CHUNK_FLOATS
+from model import ModelConfig, make_config
 from runtime import load_checkpoint
 
 GB = 1e9

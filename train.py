@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from cli import UserError, check_device, check_ranges, parse_options, run_cli
 from model import Transformer
-from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform, block_schedule, block_size_at
+from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, block_schedule, block_size_at
+from fim import fim_transform
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
                      load_source, build_model, fim_ids, expand_ids, load_checkpoint, checkpoint_path, resume_state,
                      save_checkpoint, export_hf, to_cpu, start_log, log, plot_losses)
