@@ -7,7 +7,7 @@ A masked slot gets two outcomes beyond an ordinary token:
   delete         the slot goes away; its target is <|endoftext|> = pad_id (docs/tokenizers.md)
 
 Training (varlen_rows, called by diffusion.training_loss when varlen_rate > 0): a row's document is
-cut into prefix | middle | suffix (diffusion.fim_cut, the FIM cut); the middle gets D ~ U{0..max_delete}
+cut into prefix | middle | suffix (fim.fim_cut, the FIM cut); the middle gets D ~ U{0..max_delete}
 delete targets (max_delete = 64, bounded by the row), is masked at rate t (the deletes always), and
 adjacent masked pairs are merged into one mask whose target is <|expand|> with probability
 
@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from diffusion import fim_cut, noise_level, predict
+from diffusion import noise_level, predict
+from fim import fim_cut
 from model import Context, UserError
 from sampling import as_rows, check_tokens, gumbel, left_pad, propose, top_ranks
 
