@@ -28,12 +28,10 @@ approximations, refreshed by one full forward at each block start: 'prefix' then
 block and all after it, 'dual' only the block (the masked suffix's K/V stay stale).
 
 Index space: prompts are left-padded to a common length G, so the answer is x[:, G:G+gen_length]
-in every row, then the (infilling) suffix. Row i's RoPE positions are index - pad[i] (the model's
-Context.pad): a padded row computes exactly what its batch-of-one run computes. A block model's
-blocks lie on its own position grid, so rows' blocks differ in index space: each row has its own
-current block, one forward window covers them all, and only indices finished in every row are
-committed. Logits are read through diffusion.predict, the loss's own logit-shift rule: with
-config.shift_logits the prediction for index i comes from the logits at i-1.
+in every row, then the (infilling) suffix; a row's positions are index - pad (Context.pad), so it
+computes what its batch-of-one run computes. A block model's blocks lie on each row's own position
+grid: one forward window covers every row's current block and only indices finished in every row
+are committed. Logits are read through diffusion.predict, the loss's own logit-shift rule.
 """
 import time
 import warnings
@@ -262,26 +260,23 @@ def check_tokens(rows, vocab_size, what):
                         f"use the model's own tokenizer")
 
 
-def row_blocks(plen, gen_length, block_length, on_grid):
-    """Blocks (lo, hi) of one row in its own position space. Block models (on_grid): the model's
-    position grid coarsened to block_length, so the first block is the rest of the prompt's last
-    partial block and the last one may be short; otherwise LLaDA's blocks from the answer's start."""
-    end, out, lo = plen + gen_length, [], plen
-    while lo < end:
-        hi = min(((lo // block_length + 1) * block_length) if on_grid else lo + block_length, end)
-        out.append((lo, hi))
-        lo = hi
-    return out
-
-
 def block_grid(pads, G, gen_length, block_length, on_grid, device):
-    """Every row's blocks in index space, (R, B, 2): block k of row b is [lo, hi) = its row_blocks in its
-    own position space shifted by its pad. Rows with fewer blocks get empty blocks at the answer's
-    end: they sit out the last rounds."""
-    per_row = [[(lo + p, hi + p) for lo, hi in row_blocks(G - p, gen_length, block_length, on_grid)] for p in pads]
-    end = G + gen_length
-    return torch.tensor([[b[k] if k < len(b) else (end, end) for b in per_row] for k in range(max(map(len, per_row)))],
-                        device=device)
+    """Every row's blocks in index space, (R, B, 2): block k of row b is [lo, hi). A row's blocks are cut
+    in its own positions (index - pad, its answer starting at its prompt's length): block models
+    (on_grid) follow the model's position grid coarsened to block_length, so the first block is the
+    rest of the prompt's last partial block and the last one may be short; otherwise LLaDA's blocks
+    from the answer's start. Rows with fewer blocks get empty blocks at the answer's end: they sit
+    out the last rounds."""
+    per_row = []
+    for p in pads:
+        blocks, lo, end = [], G - p, G - p + gen_length
+        while lo < end:
+            hi = min(((lo // block_length + 1) * block_length) if on_grid else lo + block_length, end)
+            blocks.append((lo + p, hi + p))
+            lo = hi
+        per_row.append(blocks)
+    return torch.tensor([[b[k] if k < len(b) else (G + gen_length,) * 2 for b in per_row]
+                         for k in range(max(map(len, per_row)))], device=device)
 
 
 def model_block_span(lo, hi, pad, block_size):
@@ -411,9 +406,8 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
                         f"model's context of {cfg.max_position_embeddings}; shorten the prompt or gen_length")
     x = torch.cat([head, torch.full((B, gen_length), mask_id, device=dev),
                    torch.tensor(suf, dtype=torch.long, device=dev).view(B, S)], dim=1)
-    pads = pad.tolist() if pad is not None else [0] * B
-    bounds = block_grid(pads, G, gen_length, block_length, block_model, dev)  # (R, B, 2)
     pad_t = pad if pad is not None else torch.zeros(B, dtype=torch.long, device=dev)
+    bounds = block_grid(pad_t.tolist(), G, gen_length, block_length, block_model, dev)  # (R, B, 2)
 
     kv = model.new_cache(B, L) if cache != 'none' else None
     committed = 0  # block models: the cache holds exact K/V for indices < committed
