@@ -93,3 +93,48 @@ def test_docs_code_links_point_at_their_definitions():
                 now = [i + 1 for i, l in enumerate(src) if want.match(l)]
                 bad.append(f"{os.path.basename(doc)}: `{name}` is not at {path}#L{line} (now at {now})")
     assert n_links >= 20 and not bad, bad
+
+
+def test_the_product_imports_no_cycle_and_never_eval():
+    """The import graph of the product's modules (every import, at the top or inside a function) is acyclic,
+    and no module imports eval (the command `python eval.py`; its code is evaluation.py)."""
+    import ast
+    files = [f for f in repo_files() if f.endswith('.py') and not f.startswith('tests/')]
+    names = {os.path.splitext(f)[0].replace('/', '.'): f for f in files}  # dotted name -> file
+
+    def resolve(f, name):
+        """The product file an import of `name` in f loads: a sibling of f first (scripts import their
+        neighbours), then from the repository's root; None outside the product."""
+        here = os.path.dirname(f).replace('/', '.')
+        for full in ([f'{here}.{name}'] if here else []) + [name]:
+            parts = full.split('.')
+            for k in range(len(parts), 0, -1):
+                if '.'.join(parts[:k]) in names:
+                    return names['.'.join(parts[:k])]
+        return None
+
+    graph = {}
+    for f in files:
+        with open(os.path.join(REPO, f), encoding='utf-8') as fh:
+            tree = ast.parse(fh.read())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                deps |= {resolve(f, a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                deps |= {resolve(f, f'{node.module}.{a.name}') for a in node.names}
+        graph[f] = deps - {None, f}
+    assert not [f for f, deps in graph.items() if 'eval.py' in deps], "import evaluation, not eval"
+    state = {}  # file -> 'open' while on the depth-first path, 'done' after
+
+    def visit(f, path):
+        state[f] = 'open'
+        for g in sorted(graph[f]):
+            assert state.get(g) != 'open', f"circular import: {' -> '.join(path + [f, g])}"
+            if g not in state:
+                visit(g, path + [f])
+        state[f] = 'done'
+    for f in sorted(graph):
+        if f not in state:
+            visit(f, [])
+    assert len(graph) > 20 and {'evaluation.py', 'execution.py', 'tasks.py'} <= graph.keys()
