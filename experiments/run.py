@@ -17,8 +17,8 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
   python experiments/run.py blocks --logs_only   # refresh the log-based part while runs still train
   python experiments/run.py infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
 
-Every evaluation runs in this process on one thread (--threads), through evaluation.main (eval.py's code), with the task
-counts given on the command line (they are in each JSON).
+Every evaluation runs in this process on one thread (--threads), through evaluation.main (the code of
+eval.py), with the task counts given on the command line (they are in each JSON).
 """
 import json
 import math
