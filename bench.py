@@ -134,7 +134,7 @@ def random_model(cfg, attention, **over):
 
 def get_model(cfg, attention):
     if cfg['ckpt'] or cfg['hf']:
-        from eval import load
+        from tasks import load
         model, tok, _ = load(dict(cfg, tokenizer=''))
         return model, tok
     return random_model(cfg, attention)

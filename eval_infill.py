@@ -44,7 +44,9 @@ import warnings
 
 from tqdm import tqdm
 
-from model import UserError
+from execution import run_programs
+from cli import UserError
+from tasks import dataset_dir, decode_answer, load_humaneval, sampler_kwargs, val_source_files
 
 MODES = ('diffusion', 'fim', 'prefix')
 
@@ -110,7 +112,6 @@ def humaneval_infill_tasks(problems=None, multi_line=False):
     add an extra '\\n' (a blank line after the docstring; 160 single-line, 989 multi-line tasks;
     tests/fixtures/humaneval_infill.json)."""
     if problems is None:
-        from eval import load_humaneval
         problems = load_humaneval()
     tasks = []
     for p in problems:
@@ -196,7 +197,6 @@ def span_nats(model, tok, pre, ans, suf, mode, n_samples=8, generator=None):
 def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator):
     """Generate the hole's text -> (fill text, generate's info)."""
     import sampling
-    from eval import sampler_kwargs, decode_answer
     kw = sampler_kwargs(cfg, model)
     if mode == 'diffusion' and cfg.get('variable_length'):  # DreamOn: the canvas finds the length
         kw.update(gen_length=cfg['max_hole'], suffix=[suf], variable_length=True, canvas=cfg['canvas'],
@@ -225,7 +225,6 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator):
 def eval_infill(cfg, model, tok, train_cfg):
     """--task=infill or --task=humaneval_infill -> (summary, per-task records)."""
     import torch
-    from eval import dataset_dir, val_source_files, run_programs
     he = cfg['task'] == 'humaneval_infill'
     n_lines = 1 if he else cfg['span_lines']  # humaneval_infill: each task's own line count
     if he:

@@ -39,7 +39,8 @@ import warnings
 import torch
 
 from diffusion import predict, uniform
-from model import Context, UserError
+from cli import UserError
+from model import Context
 
 ALGS = ('origin', 'maskgit_plus', 'topk_margin', 'entropy')
 CACHES = ('none', 'prefix', 'dual')

@@ -31,12 +31,13 @@ from dataclasses import fields
 
 import torch
 
-import eval as evaluate
+import evaluation
 import train
 from cli import UserError, check_ranges, parse_args, run_cli
 from data.common import load_meta
 from model import PRESETS
 from runtime import load_checkpoint
+from tasks import decode_answer
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -203,7 +204,7 @@ def measure(cfg, st, train_seconds):
     data, _ = dataset_path(cfg['dataset'])
     common = [f"--ckpt={st['dir']}", f"--seed={cfg['seed']}"]
     # one hidden line of held-out code, in the pre-training context length (the same for every stage)
-    s = evaluate.main(['--task=infill', *common, f'--data_path={data}', f"--n_infill={cfg['n_infill']}",
+    s = evaluation.main(['--task=infill', *common, f'--data_path={data}', f"--n_infill={cfg['n_infill']}",
                        f"--ctx_len={train.TrainConfig.seq_len}"])
     rec['infill'] = {k: s.get(k) for k in ('mode', 'tasks', 'edit_similarity', 'exact_match', 'cond_bpb')}
     if tc['objective'] == 'sft':  # the chat model: CoDA's instruct prompts, semi-AR blocks of 32 tokens
@@ -220,7 +221,7 @@ def measure(cfg, st, train_seconds):
 
 
 def code_eval(argv):
-    s = evaluate.main(argv)
+    s = evaluation.main(argv)
     return {k: s[k] for k in ('problems', 'solved', 'pass@1')}
 
 
@@ -234,7 +235,7 @@ def short_sample(stage_dir, chat, seed):
     out, _ = generate(model, [prompt], gen_length=64 if not chat else 128, block_length=8, steps=None,
                       temperature=0.8, top_k=10, eos_id=tok.eos_id, pad_id=tok.pad_id,
                       generator=torch.Generator().manual_seed(seed))
-    return (SFT_PROMPT if chat else CODE_PROMPT), evaluate.decode_answer(tok, out[0, len(prompt):].tolist())
+    return (SFT_PROMPT if chat else CODE_PROMPT), decode_answer(tok, out[0, len(prompt):].tolist())
 
 
 def read_log(out_dir):

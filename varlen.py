@@ -25,7 +25,8 @@ import torch
 
 from diffusion import noise_level, predict
 from fim import fim_cut
-from model import Context, UserError
+from cli import UserError
+from model import Context
 from sampling import as_rows, check_tokens, gumbel, left_pad, propose, top_ranks
 
 # -----------------------------------------------------------------------------

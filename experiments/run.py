@@ -17,8 +17,8 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
   python -m experiments.run blocks --logs_only   # refresh the log-based part while runs still train
   python -m experiments.run infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
 
-Every evaluation runs in this process on one thread (--threads), through eval.main, with the task
-counts given on the command line (they are in each JSON).
+Every evaluation runs in this process on one thread (--threads), through evaluation.main (the code of
+eval.py), with the task counts given on the command line (they are in each JSON).
 """
 import json
 import math
@@ -119,8 +119,8 @@ def at_common_iteration(cfg, names):
 
 
 def evaluate(cfg, *args):
-    import eval as E
-    return E.main([f'--threads={cfg["threads"]}', *args])
+    import evaluation
+    return evaluation.main([f'--threads={cfg["threads"]}', *args])
 
 
 def save(cfg, name, result, plot=None, panels=1):
@@ -216,9 +216,9 @@ def val_data(path):
     import torch
     from data.common import load_meta, load_tokens
     from sample import load_model
-    import eval as E
+    from tasks import dataset_dir
     model, tok = load_model(path, 'cpu', torch.float32)
-    data_dir = E.dataset_dir(dict(data_path=''), model.train_config)
+    data_dir = dataset_dir(dict(data_path=''), model.train_config)
     meta = load_meta(data_dir)
     return model, tok, meta, load_tokens(data_dir, 'val', meta)
 
@@ -426,9 +426,10 @@ def continue_val(model, prompts, args, gen):
     """Continue each val prompt by gen tokens with one decoder setting (eval.py's flags) -> (tokens, info)."""
     import torch
     from sampling import generate
-    import eval as E
-    ecfg = parse_args(args, E.DEFAULTS)
-    kw = dict(E.sampler_kwargs(ecfg, model), gen_length=gen)
+    from evaluation import DEFAULTS
+    from tasks import sampler_kwargs
+    ecfg = parse_args(args, DEFAULTS)
+    kw = dict(sampler_kwargs(ecfg, model), gen_length=gen)
     kw['steps'] = math.ceil(gen / ecfg['steps_div']) if ecfg['steps_div'] else kw['steps']
     out, info = generate(model, torch.tensor(prompts), **kw, generator=torch.Generator().manual_seed(0))
     return out[:, len(prompts[0]):], info

@@ -140,7 +140,7 @@ def test_coda_postprocessing_and_verdicts_equal_their_harness(tmp_path):
     """~30 synthetic model outputs (fences, stop strings, extra defs, prints, imports, a class, exit(),
     __main__ blocks, a hang, special tokens) give CoDA's cut text, its program (incl. its sanitize) and
     its verdict when our sandbox runs them the way HF's code_eval does (exec in an empty namespace, 3 s)."""
-    import eval as E
+    import execution as X
     C, fx, problems = coda_eval_fixture(tmp_path)
     programs = []
     for c in fx['cases']:
@@ -149,8 +149,8 @@ def test_coda_postprocessing_and_verdicts_equal_their_harness(tmp_path):
         assert response == c['response'], c['raw']
         assert C.candidate(p, response, c['format']) == c['candidate'], c['raw']
         assert p['tests'] == c['reference']
-        programs.append(C.exec_program(c['candidate'], p['tests']))
-    verdicts = E.run_programs(programs, timeout=3.0, workers=4)
+        programs.append(c['candidate'] + '\n' + p['tests'])
+    verdicts = X.run_programs(programs, timeout=3.0, workers=4, code_eval=True)
     got = [v == 'passed' for v in verdicts]
     assert got == [c['passed'] for c in fx['cases']], [(c['raw'], v) for c, v in zip(fx['cases'], verdicts)
                                                          if (v == 'passed') != c['passed']]
@@ -161,12 +161,12 @@ def test_coda_sanitize_edge_cases():
     import eval_coda as C
     # a helper reached through the entry point stays, unreachable code and prints go, comments go
     src = "import re\n\ndef f(x):  # entry\n    return g(x)\n\ndef g(x):\n    return x\n\ndef h():\n    return 1\nprint(f(1))"
-    assert C.sanitize(src, 'f') == "import re\ndef f(x):\n    return g(x)\ndef g(x):\n    return x"
+    assert C.evalplus_sanitize(src, 'f') == "import re\ndef f(x):\n    return g(x)\ndef g(x):\n    return x"
     # the longest parsing block of lines wins: prose before and after the code is dropped
-    assert C.sanitize("Sure!\ndef f():\n    return 1\nThat's it.", 'f') == "def f():\n    return 1"
+    assert C.evalplus_sanitize("Sure!\ndef f():\n    return 1\nThat's it.", 'f') == "def f():\n    return 1"
     # of a.b only b counts as used (a module-level object reached only through an attribute is dropped)
-    assert C.sanitize("obj = 1\ndef f():\n    return obj.real", 'f') == "def f():\n    return obj.real"
-    assert C.sanitize("", 'f') == ""
+    assert C.evalplus_sanitize("obj = 1\ndef f():\n    return obj.real", 'f') == "def f():\n    return obj.real"
+    assert C.evalplus_sanitize("", 'f') == ""
 
 
 def test_eval_cli_coda_protocol(tmp_path, monkeypatch):
@@ -174,8 +174,9 @@ def test_eval_cli_coda_protocol(tmp_path, monkeypatch):
     (one block over the answer, the coda count, 768 tokens, temperature 0.1, top_p 0.9), rows of a
     batch are left-padded with visible pad tokens, and a right answer passes."""
     from dataclasses import asdict
-    import eval as E
+    import evaluation as E
     import sampling
+    import tasks as T
     from tokenizer import load_tokenizer
     tok = load_tokenizer('bytes')
     torch.manual_seed(0)
@@ -210,14 +211,14 @@ def test_eval_cli_coda_protocol(tmp_path, monkeypatch):
     (prompt, kw), = seen  # both problems in one batch (batch_size 32)
     assert (kw['gen_length'], kw['steps'], kw['block_length'], kw['schedule'], kw['alg']) == (768, 768, 0, 'coda', 'entropy')
     assert len(prompt[0]) == len(prompt[1]) and prompt[0][0] == tok.pad_id  # visible left padding
-    assert E.sampler_kwargs(dict(E.DEFAULTS, block_length=0), m)['block_length'] == 0  # 0 stays 0: one block
+    assert T.sampler_kwargs(dict(E.DEFAULTS, block_length=0), m)['block_length'] == 0  # 0 stays 0: one block
 
 
 def test_evalplus_files(tmp_path):
     """HumanEval+ / MBPP+ come from local JSONL (.gz) files in the layout of the Hugging Face datasets
     evalplus/humanevalplus and evalplus/mbppplus; MBPP+ keeps all its tasks and its base test_list."""
     import gzip
-    import eval as E
+    import evaluation as E
     import eval_coda as C
     he = dict(task_id='HumanEval/0', prompt='def f():\n', canonical_solution='    return 1\n', entry_point='f',
               test='def check(candidate):\n    assert candidate() == 1\n')

@@ -1,5 +1,5 @@
 """
-eval.py: the sandboxed executor, post-processing, pass@k, the infill task builder, and every task
+eval.py (evaluation.py, execution.py, tasks.py): the sandboxed executor, post-processing, pass@k, the infill task builder, and every task
 end to end on a tiny random checkpoint.
 
   python -m pytest tests/test_eval.py -q
@@ -14,8 +14,10 @@ import resource
 
 import pytest
 
-import eval as E
+import evaluation as E
 import eval_infill as I
+import execution as X
+import tasks as T
 
 
 # -----------------------------------------------------------------------------
@@ -35,7 +37,7 @@ def test_executor_verdicts_and_isolation(tmp_path):
         'raise SystemExit(0)\n',  # leaving early with status 0 is not a pass
         'import socket\nsocket.create_connection(("127.0.0.1", 9), timeout=1)\n',
     ]
-    v = E.run_programs(programs, timeout=1.5, memory_mb=512, workers=2)
+    v = X.run_programs(programs, timeout=1.5, memory_mb=512, workers=2)
     assert v[0] == 'passed'
     assert v[1] == 'failed: AssertionError'
     assert v[2] == 'timed out'
@@ -49,12 +51,12 @@ def test_executor_verdicts_and_isolation(tmp_path):
 
 
 def test_pass_at_k():
-    assert E.pass_at_k(10, 0, 1) == 0.0
-    assert E.pass_at_k(10, 10, 5) == 1.0
-    assert E.pass_at_k(5, 1, 5) == 1.0  # any 5 of 5 include the correct one
-    assert E.pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert X.pass_at_k(10, 0, 1) == 0.0
+    assert X.pass_at_k(10, 10, 5) == 1.0
+    assert X.pass_at_k(5, 1, 5) == 1.0  # any 5 of 5 include the correct one
+    assert X.pass_at_k(10, 3, 1) == pytest.approx(0.3)
     for n, c, k in [(20, 7, 5), (200, 13, 10), (7, 2, 3)]:
-        assert E.pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))
+        assert X.pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))
 
 
 # -----------------------------------------------------------------------------
@@ -67,15 +69,15 @@ PROMPT = ('from typing import List\n\n\ndef total(xs: List[int]) -> int:\n'
 def test_completion_cut_keeps_helpers_drops_junk():
     text = ('    return helper(xs)\n\n\ndef helper(xs):\n    return sum(xs)\n\n\n'
             'if __name__ == "__main__":\n    print(total([1, 2]))\nwhile True:\n    pass\n')
-    code = E.sanitize(PROMPT + E.cut_completion(text, 'completion'))
+    code = E.keep_definitions(PROMPT + E.cut_completion(text, 'completion'))
     assert 'helper(xs)' in code and '__main__' not in code and 'while' not in code
-    assert E.run_programs([code + 'assert total([1, 2, 3]) == 6\n']) == ['passed']
+    assert X.run_programs([code + 'assert total([1, 2, 3]) == 6\n']) == ['passed']
 
 
 def test_completion_cut_mid_statement():
     """A generation that ran out of tokens mid-line loses the broken tail, not the function."""
     text = '    s = 0\n    for x in xs:\n        s += x\n    return s\n\ndef other(y):\n    return [i for i in range(y'
-    code = E.sanitize(PROMPT + E.cut_completion(text, 'completion'))
+    code = E.keep_definitions(PROMPT + E.cut_completion(text, 'completion'))
     ast.parse(code)
     assert 'other' not in code and 'return s' in code
 
@@ -84,18 +86,18 @@ def test_instruct_code_block():
     """instruct: the code block opened by CoDA's prefix ends at the fence; prose and test code after it
     go, and a full rewrite of the function replaces the prompt's docstring-only stub."""
     text = '    return sum(xs)\n```\n\nThis adds the numbers.\n```python\nprint(total([1]))\n```'
-    code = E.sanitize(PROMPT + E.cut_completion(text, 'instruct'))
+    code = E.keep_definitions(PROMPT + E.cut_completion(text, 'instruct'))
     assert code.count('def total') == 1 and 'print' not in code and 'This adds' not in code
     rewrite = 'from typing import List\n\ndef total(xs):\n    return sum(xs)\n\nassert total([1]) == 2\n```\nDone.'
-    code = E.sanitize(PROMPT + E.cut_completion(rewrite, 'instruct'))
+    code = E.keep_definitions(PROMPT + E.cut_completion(rewrite, 'instruct'))
     assert code.count('def total') == 1 and 'assert' not in code and 'return sum(xs)' in code
-    assert E.run_programs([code + 'assert total([1, 2, 3]) == 6\n']) == ['passed']
+    assert X.run_programs([code + 'assert total([1, 2, 3]) == 6\n']) == ['passed']
 
 
 def test_wrong_and_empty_completions_fail():
-    bad = E.sanitize(PROMPT + E.cut_completion('    return 0\n', 'completion'))
-    empty = E.sanitize(PROMPT + E.cut_completion('def x(:\n', 'completion'))
-    assert E.run_programs([c + 'assert total([1, 2]) == 3\n' for c in (bad, empty)]) == ['failed: AssertionError'] * 2
+    bad = E.keep_definitions(PROMPT + E.cut_completion('    return 0\n', 'completion'))
+    empty = E.keep_definitions(PROMPT + E.cut_completion('def x(:\n', 'completion'))
+    assert X.run_programs([c + 'assert total([1, 2]) == 3\n' for c in (bad, empty)]) == ['failed: AssertionError'] * 2
 
 
 # -----------------------------------------------------------------------------
@@ -239,7 +241,7 @@ def test_infill_plumbing_with_an_oracle(tiny_run, att, monkeypatch):
     from tokenizer import load_tokenizer
     root, ckpts = tiny_run
     tok = load_tokenizer('bytes')
-    tasks = I.build_infill_tasks(E.val_source_files(str(root / 'data')), 3, span_lines=1, seed=0)
+    tasks = I.build_infill_tasks(T.val_source_files(str(root / 'data')), 3, span_lines=1, seed=0)
 
     def oracle(model, prompt, *, gen_length, suffix=None, **kw):
         pre = tok.decode(prompt[0])

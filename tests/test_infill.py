@@ -167,18 +167,19 @@ def test_humaneval_multi_line_infill_matches_the_published_benchmark():
 def test_humaneval_infill_canonical_passes_in_the_sandbox():
     """The true line put back passes the tests (a spread-out subset; the full 1033/1033 is in the README),
     and a wrong line fails."""
-    import eval as E
+    import evaluation as E
+    import execution as X
     tasks = I.humaneval_infill_tasks()[::40]
     progs = [t['prefix'] + t['answer'] + t['suffix'] + '\n' + t['tests'] for t in tasks]
-    assert E.run_programs(progs, timeout=10) == ['passed'] * len(tasks)
+    assert X.run_programs(progs, timeout=10) == ['passed'] * len(tasks)
     bad = [t['prefix'] + ' ' * (len(t['answer']) - len(t['answer'].lstrip())) + 'return None\n' + t['suffix']
            + '\n' + t['tests'] for t in tasks[:4]]
-    assert 'passed' not in E.run_programs(bad, timeout=10)
+    assert 'passed' not in X.run_programs(bad, timeout=10)
     s, per = I.eval_infill(dict(E.DEFAULTS, task='humaneval_infill', canonical=True, limit=30), None, None, {})
     assert s['tasks'] == 30 and s['pass@1'] == 1.0 and s['exact_match'] == 1.0 and s['edit_similarity'] == 1.0
     # the deletion baseline: nothing in the hole passes exactly where the program without the line passes
     s, per = I.eval_infill(dict(E.DEFAULTS, task='humaneval_infill', empty_fill=True, limit=30), None, None, {})
-    gone = E.run_programs([t['prefix'] + '\n' + t['suffix'] + '\n' + t['tests'] for t in I.humaneval_infill_tasks()[:30]])
+    gone = X.run_programs([t['prefix'] + '\n' + t['suffix'] + '\n' + t['tests'] for t in I.humaneval_infill_tasks()[:30]])
     assert s['mode'] == 'empty' and s['exact_match'] == 0 and s['edit_similarity'] == 0
     assert s['pass@1'] == gone.count('passed') / 30
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import bench
-import eval as E
+import evaluation as E
 import eval_coda as C
 import sample
 import train
