@@ -303,8 +303,8 @@ def train_contender(name, mc, B, L, seed):
         if name == 'ours':
             loss, _ = D.training_loss(model, x0, objective='mdm', opts=opts, progress=0.5, step=i, generator=g)
         else:
-            xt, _, weight = D.mdm_batch(x0, mask_id=mc.mask_token_id, vocab_size=mc.vocab_size, opts=opts,
-                                        progress=0.5, step=i, generator=g)
+            xt, _, weight, _ = D.mdm_batch(x0, mask_id=mc.mask_token_id, vocab_size=mc.vocab_size, opts=opts,
+                                           progress=0.5, step=i, generator=g)
             logits = model(xt) if name == 'full' else model(xt, attention_mask=visible).logits
             ce = F.cross_entropy(logits.reshape(B * L, -1).float(), x0.reshape(-1), reduction='none')
             loss = (ce * weight.reshape(-1)).sum() / (B * L)

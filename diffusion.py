@@ -1,24 +1,19 @@
 """
 Training objectives and likelihood bounds of nanoCoDA, each next to the formula it implements.
-
-  mdm    masked diffusion (LLaDA, MDLM, CoDA) + CoDA's progressive masking S1/S2/S3
-         + Seed Diffusion's edit corruption late in training
-  block  block diffusion (BD3-LM, Stable-DiffCoder): [x_t ; x_0] layout, clipped per-block noise
-  sft    masked diffusion on the answer only (LLaDA / CoDA instruction tuning)
-  ar     next-token cross-entropy (the causal baseline), optionally on fill-in-the-middle
-         rearranged documents (Bavarian et al. 2022): the AR model that can infill
-  varlen (an option of mdm and sft, varlen_rate > 0) DreamOn's variable-length infilling rows:
-         the middle of a FIM cut is padded with delete targets and pairs of its masks are merged
-         into one mask whose target is <|expand|>
+After the logit shift, the textbook: LLaDA's forward process and loss (forward_process, diffusion_loss),
+which every diffusion objective trains through; then training_loss and one function per objective: mdm
+(CoDA's S1/S2/S3, Seed Diffusion's edits), block (BD3-LM), sft (LLaDA), ar (next-token CE; FIM: fim.py),
+DreamOn's variable-length rows an option of mdm and sft (varlen.py); the ELBO; the machinery last.
 
 Logit-shift convention (decided once, here; training, ELBO and the sampler all use it):
 model(idx) returns RAW logits, row i computed at position i. predict() returns ALIGNED logits:
 row i is the distribution of token i. For a model with config.shift_logits (CoDA / Dream, or any
 AR-initialised Qwen3) aligned[:, i] = raw[:, i-1] and aligned[:, 0] = raw[:, 0]; otherwise
-aligned = raw. Everything below works on aligned logits; only predict() and block_predict() shift
-(and sampling.generate, which reads only its block's rows and shifts them itself).
-Only the rows that are read are computed (model(..., rows=)): the losses score the masked rows and
-pass targets, so the lm_head and the cross-entropy run on those rows, a chunk at a time.
+aligned = raw. Everything below works on aligned logits; only predict() and block_predict() shift,
+both by shift_source(), the one rule (the samplers read their rows through predict() too).
+Only the rows that are read are computed (model(..., rows=), flat indices b * T + i): the losses
+score the masked rows and pass targets, so the lm_head and the cross-entropy run on those rows, a
+chunk at a time.
 """
 import math
 from dataclasses import dataclass
@@ -26,54 +21,272 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model import UserError, block_diffusion_mask
+from model import Context, UserError, block_diffusion_mask
 
 
 # -----------------------------------------------------------------------------
-# logit shift
+# logit shift: one rule, for training, the ELBO and every sampler
+
+def shift_source(i, first=0):
+    """The raw position whose logits predict token i under the shift (Dream / CoDA): i - 1, except a
+    sequence's first token (index `first`: 0, or its row's left padding), which reads its own logits.
+    i: indices (any shape); first: an int or a tensor broadcasting with i."""
+    return torch.maximum(i - 1, torch.as_tensor(first, device=i.device))
+
 
 def shift_logits(logits, first=None):
-    """Dream/CoDA shift: out[:, i] = logits[:, i-1]; out[:, 0] = logits[:, 0], or `first` (B, V)
-    when the chunk continues a sequence whose previous position's logits are known (KV cache)."""
-    head = logits[:, :1] if first is None else first.reshape(logits.size(0), 1, -1).to(logits.dtype)
-    return torch.cat([head, logits[:, :-1]], dim=1)
+    """Aligned logits of whole sequences: out[:, i] = logits[:, shift_source(i)], so out[:, 0] = logits[:, 0],
+    or `first` (B, V) when the chunk continues a sequence whose previous position's logits are known."""
+    out = logits[:, shift_source(torch.arange(logits.size(1), device=logits.device))]
+    if first is not None:
+        out[:, 0] = first.reshape(logits.size(0), -1).to(logits.dtype)
+    return out
 
 
-def source_rows(rows, T):
-    """Aligned rows -> the raw rows they read under the shift (i -> i-1, 0 -> 0). rows: indices (B, R),
-    or a bool mask (B, T) / flat indices into B*T (-> flat indices)."""
-    if rows.dtype == torch.bool:
-        rows = rows.flatten().nonzero().squeeze(1)
-    return (rows - 1).clamp(min=0) if rows.dim() == 2 else rows - (rows % T > 0).long()
+def predict(model, idx, ctx=None, *, rows=None, **head):
+    """Aligned logits (row i predicts token i) of a single-stream forward over idx (B, T) placed by ctx
+    (model.Context): every row (B, T, V), or rows = flat aligned indices b * T + i -> (N, V); with
+    targets / weights, their cross-entropy instead (model.forward). With a shift, row i reads the raw
+    row shift_source(i) of its own sequence (which starts at the row's pad), inside the window
+    [ctx.start, ctx.start + T) (a window's first row, whose source lies before it, reads itself)."""
+    if not model.config.shift_logits:
+        return model(idx, ctx=ctx, rows=rows, **head)
+    if rows is None:
+        return shift_logits(model(idx, ctx=ctx, **head))
+    T, start = idx.size(1), ctx.start if ctx is not None else 0
+    b, i = rows // T, rows % T
+    first = ctx.pad[b] if ctx is not None and ctx.pad is not None else 0
+    src = (shift_source(i + start, first) - start).clamp(0, T - 1)
+    return model(idx, ctx=ctx, rows=b * T + src, **head)
 
 
-def predict(model, idx, first=None, rows=None, **fw_kwargs):
-    """Aligned logits (row i predicts token i) for a single-stream forward. With a KV cache and
-    start > 0, pass first = the raw logits (B, V) of the position before the chunk, if known.
-    rows (aligned) / targets / weights: only those rows, or their CE (see model.forward)."""
-    if rows is not None:
-        return model(idx, rows=source_rows(rows, idx.size(1)) if model.config.shift_logits else rows, **fw_kwargs)
-    logits = model(idx, **fw_kwargs)
-    return shift_logits(logits, first) if model.config.shift_logits else logits
-
-
-def block_predict(model, xt, x0, rows=None, **fw_kwargs):
+def block_predict(model, xt, x0, *, rows=None, **head):
     """Aligned logits of the noisy stream in the [x_t ; x_0] layout (BD3-LM, vectorised training), (B, L, V);
-    rows: a bool mask (B, L) of the noisy rows wanted -> (N, V) (or their CE, with targets=...).
-    With shift_logits, noisy position i reads noisy logits at i-1, except at a block start i = b*bs > 0:
-    the token before it is the last CLEAN token of block b-1, read from the clean stream at L+i-1
-    (it sees exactly clean blocks < b). This is what the single-stream shift gives at inference
-    with an exact block cache, where block b-1 was committed clean."""
+    rows: flat indices b * L + i of the noisy rows wanted -> (N, V) (or their CE, with targets=...).
+    With shift_logits, noisy position i reads noisy logits at shift_source(i), except at a block start
+    i = b*bs > 0: the token before it is the last CLEAN token of block b-1, read from the clean stream
+    at L+i-1 (it sees exactly clean blocks < b). This is what the single-stream shift gives at
+    inference with an exact block cache, where block b-1 was committed clean."""
     B, L = x0.shape
     bs = model.config.block_size
-    pos = torch.arange(L, device=x0.device).repeat(2)
     i = torch.arange(L, device=x0.device)
-    src = torch.where((i % bs == 0) & (i > 0), L + i - 1, (i - 1).clamp(min=0)) if model.config.shift_logits else i
-    if rows is not None:  # (flat indices of) noisy rows -> flat indices into the (B, 2L) layout
-        rows = rows.flatten().nonzero().squeeze(1) if rows.dtype == torch.bool else rows
-        fw_kwargs['rows'] = rows // L * 2 * L + src[rows % L]
-    raw = model(torch.cat([xt, x0], 1), pos=pos, attn_mask=block_diffusion_mask(L, bs, x0.device), **fw_kwargs)
-    return raw if rows is not None else raw[:, src]
+    src = torch.where((i % bs == 0) & (i > 0), L + i - 1, shift_source(i)) if model.config.shift_logits else i
+    ctx = Context(pos=i.repeat(2), attn_mask=block_diffusion_mask(L, bs, x0.device))
+    if rows is not None:  # noisy rows -> flat indices into the (B, 2L) layout
+        return model(torch.cat([xt, x0], 1), ctx=ctx, rows=rows // L * 2 * L + src[rows % L], **head)
+    return model(torch.cat([xt, x0], 1), ctx=ctx, **head)[:, src]
+
+
+# -----------------------------------------------------------------------------
+# the textbook: the forward process q(x_t | x_0) and the masked-diffusion loss (LLaDA Sec. 2.1-2.2, Eq. 3)
+
+def sample_t(n, *, eps=1e-3, low_discrepancy=False, u_max=1.0, generator=None, device='cpu'):
+    """t = (1 - eps) u + eps, u ~ U(0, u_max) (LLaDA Sec. 2.2)."""
+    if low_discrepancy:  # MDLM's low-discrepancy sampler (after VDM): u_i = (r + i/n) mod 1
+        u = (torch.rand(1, generator=generator) + torch.arange(n) / n) % 1
+    else:
+        u = torch.rand(n, generator=generator)
+    return ((1 - eps) * u * u_max + eps).to(device)
+
+
+def forward_process(x0, mask_id, maskable=None, eps=1e-3, t=None, generator=None, low_discrepancy=False,
+                    p3=0.0, sizes=(2, 4, 8)):
+    """q(x_t | x_0): each maskable token becomes mask_id independently with probability t (LLaDA Sec. 2.1,
+    MDLM's absorbing process) -> (xt, masked, t). t: one per row, t ~ U(eps, 1) unless given ((B,) or a
+    scalar), or one per token (B, L) (block diffusion). CoDA S3: a row drawn with probability p3 (a real
+    probability per row; CoDA's released code makes it an on/off switch) masks spans of a length drawn
+    from `sizes` instead, at the same per-token rate t (span_mask). CoDA S1/S2 shape `maskable`."""
+    (B, L), dev = x0.shape, x0.device
+    if t is None:
+        t = sample_t(B, eps=eps, low_discrepancy=low_discrepancy, generator=generator, device=dev)
+    t = torch.as_tensor(t, dtype=torch.float32).to(dev)
+    t = t.expand(B) if t.dim() < 2 else t  # one level per row (B,), or per token (B, L)
+    masked = uniform((B, L), generator, dev) < (t[:, None] if t.dim() == 1 else t)
+    if p3 > 0:  # S3 rows, and the span length of each
+        s3 = uniform(B, generator, dev) < p3
+        which = torch.randint(len(sizes), (B,), generator=generator).to(dev)
+        for i, k in enumerate(sizes):
+            masked = torch.where((s3 & (which == i))[:, None], span_mask(t, k, L, generator, dev), masked)
+    if maskable is not None:
+        masked &= maskable
+    return torch.where(masked, mask_id, x0), masked, t
+
+
+def diffusion_loss(model, xt, x0, weight, scale, block=False, attn_mask=None):
+    """The masked-diffusion loss (LLaDA Eq. 3; MDLM's continuous-time NELBO), on aligned rows:
+        loss = scale · Σ_bi weight_bi · −log p_θ(x0_bi | x_t),  weight_bi = [i masked] / t_b,  scale = 1/(B·L)
+    Its expectation bounds the NLL per token; with uniform logits it is log V. Each objective below
+    chooses only the weights and the scale. Only the rows with weight != 0 reach the head, fused with the
+    cross-entropy a chunk at a time (head.cross_entropy). block: x_t is read in the [x_t ; x_0] layout
+    (block_predict); attn_mask: the annealed attention (single stream only)."""
+    weight = weight * scale
+    rows = scored_rows(weight)
+    head = dict(rows=rows, targets=x0.flatten()[rows], weights=weight.flatten()[rows])
+    if block:
+        return block_predict(model, xt, x0, **head)
+    return predict(model, xt, Context(attn_mask=attn_mask), **head)
+
+
+# -----------------------------------------------------------------------------
+# training: a dispatcher, then one function per objective
+
+ATTENTION_FOR_OBJECTIVE = {'mdm': ('bidirectional',), 'sft': ('bidirectional', 'block'), 'block': ('block',),
+                           'ar': ('causal',)}
+
+
+def training_loss(model, x0, *, objective, opts, progress, step, generator=None, prompt_len=None, pad_id=None,
+                  eos_id=None, expand_id=None):
+    """One micro-batch loss -> (loss, info). info holds detached 0-dim tensors (call .item() at log time).
+    varlen_rate > 0 (mdm, sft) needs eos_id, expand_id and pad_id (the delete target)."""
+    cfg, L, block = model.config, x0.size(1), model.config.attention == 'block'
+    check_attention(cfg, objective)
+    if objective == 'ar':
+        return ar_loss(model, x0, prompt_len), {}
+    mask_id = mask_id_of(model)
+    if opts.varlen_rate > 0:
+        check_varlen(cfg, objective, eos_id, expand_id, pad_id)
+    common = dict(mask_id=mask_id, opts=opts, step=step, generator=generator)
+    if objective == 'mdm':
+        batch = mdm_batch(x0, vocab_size=cfg.vocab_size, progress=progress, pad_id=pad_id, **common)
+    elif objective == 'block':
+        batch = block_batch(x0, block_size=cfg.block_size, **common)
+    else:  # sft; a block model trains it in the block layout
+        batch = sft_batch(x0, prompt_len, progress=progress, block_size=cfg.block_size if block else None, **common)
+    xt, masked, weight, scale = batch
+    if opts.varlen_rate > 0:  # DreamOn rows replace some of the rows above (varlen.py)
+        from varlen import varlen_rows
+        x0, xt, weight, scale, _ = varlen_rows(x0, xt, weight, scale, opts=opts, step=step, mask_id=mask_id,
+                                               expand_id=expand_id, delete_id=pad_id, eos_id=eos_id,
+                                               prompt_len=prompt_len, generator=generator)
+    # while an AR model is being adapted its attention opens gradually (drawn last: the corruption is the same)
+    attn = anneal_mask(L, step, opts, generator, x0.device) if cfg.attention == 'bidirectional' else None
+    loss = diffusion_loss(model, xt, x0, weight, scale, block=block, attn_mask=attn)
+    return loss, {'mask_rate': masked.float().mean().detach(), 'scored': (weight > 0).float().mean().detach()}
+
+
+def mdm_batch(x0, *, mask_id, vocab_size, opts, progress, step, generator=None, pad_id=None):
+    """mdm, masked diffusion with CoDA's progressive masking -> (xt, masked, weight, scale): S1/S2 shape the
+    maskable region, one t per row, the forward process (S3 spans in a fraction p3 of the rows); weight 1/t,
+    scale 1/(B·L) (LLaDA Eq. 3) even with S2's padding: a scored token weighs the same whatever the other
+    rows drew (unbiased, and a static division on XLA). From progress edit_start: edit_batch."""
+    (B, L), dev = x0.shape, x0.device
+    p1, p2, p3 = masking_probs(opts, progress)
+    if p2 > 0 and pad_id is None:
+        raise UserError("progressive masking S2 pads a suffix but no pad_id was given; pass pad_id (tokenizer pad)")
+    maskable, keep = coda_regions(B, L, p1, p2, generator, dev)  # S1 prefix, S2 padded suffix
+    x = x0 if pad_id is None else torch.where(keep, x0, pad_id)
+    t, w = noise_level(B, opts, step, generator, dev)  # w = 1/t
+    if progress >= opts.edit_start:
+        xt, masked, weight = edit_batch(x, maskable, t, w, mask_id=mask_id, vocab_size=vocab_size, opts=opts, p3=p3,
+                                        generator=generator)
+    else:
+        xt, masked, _ = forward_process(x, mask_id, maskable, t=t, p3=p3, sizes=block_sizes(opts), generator=generator)
+        weight = masked * w[:, None]
+    return xt, masked, weight, 1 / (B * L)
+
+
+def edit_batch(x, maskable, t, w, *, mask_id, vocab_size, opts, p3, generator=None):
+    """Seed Diffusion's edit stage (mdm from progress edit_start) -> (xt, masked, weight): random substitutions,
+    insertions and deletions (edit_corrupt), then the forward process at rate t on top (the mask rate stays t).
+    Masked tokens keep w = 1/t; a changed token left visible is scored with plain CE (the model learns to revise)."""
+    x, changed, _ = edit_corrupt(x, maskable, opts.edit_rate, vocab_size, mask_id, generator)
+    xt, masked, _ = forward_process(x, mask_id, maskable, t=t, p3=p3, sizes=block_sizes(opts), generator=generator)
+    return xt, masked, masked * w[:, None] + (changed & ~masked)
+
+
+def block_batch(x0, *, mask_id, block_size, opts, step, generator=None, maskable=None):
+    """block, block diffusion (BD3-LM, Stable-DiffCoder's noise) -> (xt, masked, weight, scale): one u per block,
+    clipped t_blk = min(1, max(u, 1/block_size)) so a block rarely has nothing masked, the forward process at
+    t_blk, one token forced in a block that still has none; weight 1/t_blk, scale 1/(B·L), [x_t ; x_0] layout."""
+    (B, L), dev = x0.shape, x0.device
+    if L % block_size:
+        raise UserError(f"sequence length {L} is not a multiple of block_size {block_size}; "
+                        f"use a block_size that divides it (or a block_size-multiple length)")
+    nb = L // block_size
+    maskable = torch.ones_like(x0, dtype=torch.bool) if maskable is None else maskable
+    t, w = noise_level(B * nb, opts, step, generator, dev, t_min=1 / block_size)  # weight 1/t of the clipped t
+    per_token = lambda v: v.view(B, nb).repeat_interleave(block_size, 1)
+    _, masked, _ = forward_process(x0, mask_id, maskable, t=per_token(t), generator=generator)
+    blk, mb = masked.view(B, nb, block_size), maskable.view(B, nb, block_size)
+    pick = uniform((B, nb, block_size), generator, dev).masked_fill(~mb, -1.0).argmax(-1, keepdim=True)
+    force = torch.zeros_like(blk).scatter_(-1, pick, True) & mb & ~blk.any(-1, keepdim=True)
+    masked = (blk | force).view(B, L)
+    return torch.where(masked, mask_id, x0), masked, masked * per_token(w), 1 / (B * L)
+
+
+def sft_batch(x0, prompt_len, *, mask_id, opts, progress, step, generator=None, block_size=None):
+    """sft, LLaDA's instruction tuning (Sec. 2.3) -> (xt, masked, weight, scale): the prompt is never masked,
+    the answer and its trailing pad/EOS are (the model learns to emit padding); per row Σ_masked CE/t / the
+    answer length, the mean over rows. S3 spans on the answer are CoDA's progressive conditioning (S1 is
+    moot: the prompt is an unmaskable prefix; S2 would cut the answer). block_size: a block model's layout."""
+    if prompt_len is None:
+        raise UserError("objective=sft needs prompt_len per row; use a dataset prepared for SFT")
+    (B, L), dev = x0.shape, x0.device
+    maskable = torch.arange(L, device=dev)[None] >= prompt_len.to(dev)[:, None]
+    norm = (L - prompt_len.to(dev)).clamp(min=1).float()  # per-row answer length
+    if block_size:
+        xt, masked, weight, _ = block_batch(x0, mask_id=mask_id, block_size=block_size, opts=opts, step=step,
+                                            generator=generator, maskable=maskable)
+    else:
+        t, w = noise_level(B, opts, step, generator, dev)
+        xt, masked, _ = forward_process(x0, mask_id, maskable, t=t, p3=masking_probs(opts, progress)[2],
+                                        sizes=block_sizes(opts), generator=generator)
+        weight = masked * w[:, None]
+    return xt, masked, weight, 1 / (norm[:, None] * B)
+
+
+def ar_loss(model, x0, prompt_len=None):
+    """ar, the causal baseline: next-token CE, the mean over the predicted tokens (the answer's only
+    when prompt_len is given). The head at i predicts token i+1 (a causal model reads raw logits)."""
+    (B, L), dev = x0.shape, x0.device
+    scored = torch.ones(B, L - 1, device=dev)
+    if prompt_len is not None:  # SFT data: answer only
+        scored = (torch.arange(1, L, device=dev)[None] >= prompt_len.to(dev)[:, None]).float()
+    w = F.pad(scored / scored.sum().clamp(min=1), (0, 1))  # the last position predicts nothing
+    rows = scored_rows(w)
+    return model(x0, rows=rows, targets=F.pad(x0[:, 1:], (0, 1)).flatten()[rows], weights=w.flatten()[rows])
+
+
+# -----------------------------------------------------------------------------
+# likelihood
+
+@torch.no_grad()
+def elbo(model, x0, *, n_samples=16, generator=None, maskable=None):
+    """Upper bound on the NLL, nats per scored token, (B,). causal: exact AR NLL over predicted tokens.
+    bidirectional: LLaDA's low-variance form -log p(x0) <= E_m [ N/m sum_{masked} -log p(x0_i | x_m) ],
+    m ~ U{1..N} masked tokens (LLaDA Sec. 2.4, likelihood evaluation), with m stratified over the n_samples.
+    block: the same bound per block, conditioned on the clean blocks before it (BD3-LM's block NELBO)."""
+    cfg, (B, L), dev = model.config, x0.shape, x0.device
+    maskable = torch.ones_like(x0, dtype=torch.bool) if maskable is None else maskable.to(dev)
+    if cfg.attention == 'causal':  # the head at i predicts token i+1, over the maskable targets
+        m = F.pad(maskable[:, 1:], (0, 1))
+        rows = scored_rows(m)
+        ce = torch.zeros(B * L, device=dev).index_add_(0, rows, model(x0, rows=rows, targets=x0.roll(-1, 1).flatten()[rows]))
+        return (ce.view(B, L) * m).sum(1) / m.sum(1).clamp(min=1)
+    mask_id, block = mask_id_of(model), cfg.attention == 'block'
+    size = cfg.block_size if block else L  # the bound's group: a block, or the whole sequence
+    if L % size:
+        raise UserError(f"sequence length {L} is not a multiple of block_size {size}; evaluate a multiple of it")
+    groups = maskable.view(B, L // size, size)
+    N = groups.sum(-1)
+    r = uniform(N.shape, generator, dev)
+    total = torch.zeros(B, device=dev)
+    for k in range(n_samples):
+        m = torch.ceil((k + r) / n_samples * N).clamp(min=1)  # the k-th stratum of U{1..N}
+        keys = uniform(groups.shape, generator, dev).masked_fill(~groups, 2.0)
+        masked = (keys.argsort(-1).argsort(-1) < m[..., None]) & groups
+        xt = torch.where(masked.view(B, L), mask_id, x0)
+        rows = scored_rows(masked)  # only the masked rows are scored
+        fw = dict(rows=rows, targets=x0.flatten()[rows])
+        ce = block_predict(model, xt, x0, **fw) if block else predict(model, xt, **fw)
+        ce = torch.zeros(B * L, device=dev).index_add_(0, rows, ce).view(B, -1, size)
+        total += (N / m * (ce * masked).sum(-1)).sum(-1)
+    return total / n_samples / maskable.sum(1).clamp(min=1)
+
+
+def bits_per_byte(nats):
+    """For the bytes tokenizer (one token = one byte): bits/byte = nats / ln 2."""
+    return nats / math.log(2)
 
 
 # -----------------------------------------------------------------------------
@@ -113,8 +326,7 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
                 raise UserError(f"{k}={getattr(self, k)} is not a probability; use a value in [0, 1]")
         if self.max_delete < 0:
             raise UserError(f"max_delete={self.max_delete} is negative; use 0 or more delete targets")
-        block_sizes(self)
-        block_schedule(self)
+        block_sizes(self), block_schedule(self)  # each raises on a bad value
 
 
 def block_sizes(opts):
@@ -170,17 +382,11 @@ def masking_probs(opts, progress):
 # noise: all random numbers come from a CPU generator and are moved to the data's device,
 # so a run draws the same noise on CPU, GPU and TPU and for any number of processes
 
-def uniform(shape, generator, device):
-    return torch.rand(shape, generator=generator).to(device)
-
-
-def sample_t(n, *, eps=1e-3, low_discrepancy=False, u_max=1.0, generator=None, device='cpu'):
-    """t = (1 - eps) u + eps, u ~ U(0, u_max) (LLaDA Sec. 2.2)."""
-    if low_discrepancy:  # MDLM's low-discrepancy sampler (after VDM): u_i = (r + i/n) mod 1
-        u = (torch.rand(1, generator=generator) + torch.arange(n) / n) % 1
-    else:
-        u = torch.rand(n, generator=generator)
-    return ((1 - eps) * u * u_max + eps).to(device)
+def uniform(shape, generator, device, dtype=torch.float32):
+    """U[0, 1) drawn on the generator's device (the CPU by convention) and moved to device: the same
+    draws on every device. The samplers draw float64 (sampling.gumbel), the losses float32."""
+    gdev = generator.device if generator is not None else 'cpu'
+    return torch.rand(shape, generator=generator, device=gdev, dtype=dtype).to(device)
 
 
 def noise_level(n, opts, step, generator, device, t_min=0.0):
@@ -204,19 +410,6 @@ def anneal_mask(L, step, opts, generator, device):
     return ((i[None, :] <= i[:, None]) | (torch.rand((L, L), generator=generator) < r)).to(device)
 
 
-def forward_process(x0, mask_id, maskable=None, eps=1e-3, t=None, generator=None, low_discrepancy=False):
-    """q(x_t | x_0): each maskable token becomes mask_id independently with probability t, one t per
-    row (LLaDA Sec. 2.1, MDLM's absorbing process). Returns (xt, masked, t)."""
-    B, L = x0.shape
-    if t is None:
-        t = sample_t(B, eps=eps, low_discrepancy=low_discrepancy, generator=generator, device=x0.device)
-    t = torch.as_tensor(t, dtype=torch.float32).to(x0.device).expand(B)
-    masked = uniform((B, L), generator, x0.device) < t[:, None]
-    if maskable is not None:
-        masked &= maskable
-    return torch.where(masked, mask_id, x0), masked, t
-
-
 def span_mask(t, k, L, generator, device):
     """CoDA S3: every window of k tokens starts a fully masked span with prob q = 1 - (1-t)^(1/k).
     A token stays visible iff none of the k windows covering it starts a span: (1-q)^k = 1-t, so each
@@ -226,20 +419,6 @@ def span_mask(t, k, L, generator, device):
     q = 1 - (1 - t).clamp(min=0) ** (1.0 / k)
     starts = uniform((len(t), L + k - 1), generator, device) < q[:, None]
     return starts.unfold(1, k, 1).any(-1)  # position j is covered by the starts at j-k+1 .. j
-
-
-def corruption_mask(t, maskable, p3=0.0, sizes=(2, 4, 8), generator=None):
-    """Which tokens to mask: i.i.d. at rate t, or, for a row drawn with probability p3 (a real
-    probability per row; CoDA's released code makes it an on/off switch), S3 spans of a length k drawn
-    from `sizes`. Both mask each maskable token with marginal probability t."""
-    (B, L), dev = maskable.shape, maskable.device
-    masked = uniform((B, L), generator, dev) < t[:, None]
-    if p3 > 0:
-        s3 = uniform(B, generator, dev) < p3
-        which = torch.randint(len(sizes), (B,), generator=generator).to(dev)
-        for i, k in enumerate(sizes):
-            masked = torch.where((s3 & (which == i))[:, None], span_mask(t, k, L, generator, dev), masked)
-    return masked & maskable
 
 
 def coda_regions(B, L, p1, p2, generator, device):
@@ -283,52 +462,7 @@ def edit_corrupt(x, editable, rate, vocab_size, fill_id, generator=None):
 
 
 # -----------------------------------------------------------------------------
-# fill-in-the-middle for the AR baseline (Bavarian et al. 2022, arXiv 2207.14255)
-
-def fim_cut(n, a, b):
-    """The FIM cut of a document of n tokens from two uniform draws a, b in [0, 1): i <= j in 0..n."""
-    i, j = sorted((int(a * (n + 1)), int(b * (n + 1))))
-    return i, j
-
-
-def fim_document(doc, i, j, fim_ids, spm=False):
-    """Cut doc (a token list) at i <= j into prefix, middle, suffix and rearrange it:
-      PSM  <PRE> prefix <SUF> suffix <MID> middle
-      SPM  <PRE> <SUF> suffix <MID> prefix middle   (the paper's SPM: prefix and middle stay contiguous)
-    A left-to-right model trained on these learns to write the middle after seeing both sides."""
-    pre, mid, suf = fim_ids
-    if spm:
-        return [pre, suf, *doc[j:], mid, *doc[:i], *doc[i:j]]
-    return [pre, *doc[:i], suf, *doc[j:], mid, *doc[i:j]]
-
-
-def fim_transform(x, *, eos_id, fim_ids, rate, spm_rate, generator=None):
-    """Context-level FIM (Bavarian, App. C) on a batch of training windows x (B, L): split each row at
-    its EOS tokens into documents (window edges cut the first and last one), rearrange each document
-    with probability `rate` (SPM with probability spm_rate, else PSM), cut at two uniform positions
-    (token positions: bytes for the byte tokenizer, i.e. characters of ASCII code; BPE tokens
-    otherwise, so a cut never splits a token), keep the EOS after it, and truncate the row back to L
-    (each rearranged document adds 3 sentinels). Noise comes from `generator`: four draws per
-    document, the same on any device or number of processes. Returns a new (B, L) tensor."""
-    B, L = x.shape
-    out = []
-    for row in x.tolist():
-        new, start = [], 0
-        for end in [k for k, t in enumerate(row) if t == eos_id] + [L]:
-            doc = row[start:end]
-            if doc:
-                apply, spm, a, b = torch.rand(4, generator=generator).tolist()
-                if apply < rate:
-                    i, j = fim_cut(len(doc), a, b)
-                    doc = fim_document(doc, i, j, fim_ids, spm=spm < spm_rate)
-            new += doc + row[end:end + 1]  # the document's EOS, if the window holds it
-            start = end + 1
-        out.append(new[:L])
-    return torch.tensor(out, dtype=x.dtype).to(x.device)
-
-
-# -----------------------------------------------------------------------------
-# losses
+# scoring and checks
 
 def scored_rows(weight):
     """Flat indices of the rows with weight != 0: the only rows whose logits a loss needs. On XLA every
@@ -338,64 +472,10 @@ def scored_rows(weight):
     return weight.flatten().nonzero().squeeze(1)
 
 
-def scored_ce(model, xt, x0, weight, block=False, attn_mask=None):
-    """sum_i weight_i CE_i over the aligned rows of xt (targets x0), computing only the rows with
-    weight != 0 (fused with the cross-entropy, a chunk at a time; model.cross_entropy)."""
-    rows = scored_rows(weight)
-    fw = dict(rows=rows, targets=x0.flatten()[rows], weights=weight.flatten()[rows])
-    if attn_mask is not None:  # attention annealing (single stream only)
-        fw['attn_mask'] = attn_mask
-    return block_predict(model, xt, x0, **fw) if block else predict(model, xt, **fw)
-
-
 def token_ce(logits, x0):
     """Per-token cross-entropy (B, L) in float32 (aligned logits: row i predicts x0[:, i])."""
     B, L = x0.shape
     return F.cross_entropy(logits.reshape(B * L, -1).float(), x0.reshape(-1), reduction='none').view(B, L)
-
-
-def diffusion_loss(logits, x0, masked, t):
-    """MDM loss: sum over masked positions of CE / t, divided by B*L (LLaDA Eq. 3; MDLM's continuous-time NELBO).
-    Its expectation bounds the NLL per token; with uniform logits it is log V."""
-    B, L = x0.shape
-    return (token_ce(logits, x0) * masked / t[:, None]).sum() / (B * L)
-
-
-def mdm_batch(x0, *, mask_id, vocab_size, opts, progress, step, generator=None, pad_id=None):
-    """Corrupt x0 for the mdm objective -> (xt, masked, weight). weight (B, L) is the per-token loss
-    weight: 1/t on masked tokens, 1 on edited-but-visible tokens, 0 elsewhere (incl. S2 padding)."""
-    (B, L), dev = x0.shape, x0.device
-    p1, p2, p3 = masking_probs(opts, progress)
-    if p2 > 0 and pad_id is None:
-        raise UserError("progressive masking S2 pads a suffix but no pad_id was given; pass pad_id (tokenizer pad)")
-    maskable, keep = coda_regions(B, L, p1, p2, generator, dev)
-    x = x0 if pad_id is None else torch.where(keep, x0, pad_id)
-    t, w = noise_level(B, opts, step, generator, dev)
-    changed = torch.zeros_like(maskable)
-    if progress >= opts.edit_start:  # edits first, then masking at rate t on top: the mask rate stays t
-        x, changed, _ = edit_corrupt(x, maskable, opts.edit_rate, vocab_size, mask_id, generator)
-    masked = corruption_mask(t, maskable, p3, block_sizes(opts), generator)
-    weight = masked * w[:, None] + (changed & ~masked)  # Seed: every changed token is scored, plain CE
-    return torch.where(masked, mask_id, x), masked, weight
-
-
-def block_batch(x0, *, mask_id, block_size, opts, step, generator=None, maskable=None):
-    """Block-diffusion noise (Stable-DiffCoder): one u per block, clipped u_blk = min(1, max(u, 1/bs))
-    so a block rarely has nothing masked, and one token forced when it still does. Returns (xt, masked, weight)."""
-    (B, L), dev = x0.shape, x0.device
-    if L % block_size:
-        raise UserError(f"sequence length {L} is not a multiple of block_size {block_size}; "
-                        f"use a block_size that divides it (or a block_size-multiple length)")
-    nb = L // block_size
-    maskable = torch.ones_like(x0, dtype=torch.bool) if maskable is None else maskable
-    t, w = noise_level(B * nb, opts, step, generator, dev, t_min=1 / block_size)  # weight 1/t of the clipped t
-    masked = (uniform((B, L), generator, dev) < t.view(B, nb).repeat_interleave(block_size, 1)) & maskable
-    blk, mb = masked.view(B, nb, block_size), maskable.view(B, nb, block_size)
-    pick = uniform((B, nb, block_size), generator, dev).masked_fill(~mb, -1.0).argmax(-1, keepdim=True)
-    force = torch.zeros_like(blk).scatter_(-1, pick, True) & mb & ~blk.any(-1, keepdim=True)
-    masked = (blk | force).view(B, L)
-    weight = masked * w.view(B, nb).repeat_interleave(block_size, 1)
-    return torch.where(masked, mask_id, x0), masked, weight
 
 
 def mask_id_of(model):
@@ -404,110 +484,18 @@ def mask_id_of(model):
     return model.config.mask_token_id
 
 
-NEEDS = {'mdm': ('bidirectional',), 'sft': ('bidirectional', 'block'), 'block': ('block',), 'ar': ('causal',)}
-
-
-def training_loss(model, x0, *, objective, opts, progress, step, generator=None, prompt_len=None, pad_id=None,
-                  eos_id=None, expand_id=None):
-    """One micro-batch loss -> (loss, info). info holds detached 0-dim tensors (call .item() at log time).
-    varlen_rate > 0 (mdm, sft) needs eos_id, expand_id and pad_id (the delete target)."""
-    cfg, (B, L), dev = model.config, x0.shape, x0.device
-    if objective not in NEEDS:
+def check_attention(cfg, objective):
+    if objective not in ATTENTION_FOR_OBJECTIVE:
         raise UserError(f"objective={objective!r} is unknown; use mdm, block, sft or ar")
-    if cfg.attention not in NEEDS[objective]:
-        raise UserError(f"objective={objective} needs attention={' or '.join(NEEDS[objective])}, the model has "
-                        f"{cfg.attention!r}; set the model's attention or choose another objective")
-    if objective == 'ar':  # next-token CE: the head at i predicts token i+1 (a raw model: no shift)
-        scored = torch.ones(B, L - 1, device=dev)
-        if prompt_len is not None:  # SFT data: answer only
-            scored = (torch.arange(1, L, device=dev)[None] >= prompt_len.to(dev)[:, None]).float()
-        w = F.pad(scored / scored.sum().clamp(min=1), (0, 1))  # the last position predicts nothing
-        rows = scored_rows(w)
-        return model(x0, rows=rows, targets=F.pad(x0[:, 1:], (0, 1)).flatten()[rows], weights=w.flatten()[rows]), {}
-    mask_id = mask_id_of(model)
-    if opts.varlen_rate > 0:
-        if objective not in ('mdm', 'sft') or cfg.attention != 'bidirectional':
-            raise UserError(f"varlen_rate > 0 is for objective mdm or sft on a bidirectional model, not {objective} "
-                            f"with {cfg.attention} attention; set varlen_rate=0")
-        if None in (eos_id, expand_id, pad_id) or expand_id >= cfg.vocab_size:
-            raise UserError(f"varlen_rate > 0 needs the <|expand|> id ({expand_id}) inside the model's vocab "
-                            f"({cfg.vocab_size}) and the eos / pad ids; pass the tokenizer's ids")
-    maskable, norm = None, B * L
-    if objective == 'sft':
-        if prompt_len is None:
-            raise UserError("objective=sft needs prompt_len per row; use a dataset prepared for SFT")
-        # LLaDA SFT (Sec. 2.3): the prompt is never masked; answer + trailing pad/EOS are maskable
-        maskable = torch.arange(L, device=dev)[None] >= prompt_len.to(dev)[:, None]
-        norm = (L - prompt_len.to(dev)).clamp(min=1).float()  # per-row answer length
-    if objective == 'block' or (objective == 'sft' and cfg.attention == 'block'):
-        xt, masked, weight = block_batch(x0, mask_id=mask_id, block_size=cfg.block_size, opts=opts, step=step,
-                                         generator=generator, maskable=maskable)
-    elif objective == 'sft':
-        # progressive conditioning in SFT = S3 spans on the answer (CoDA stage 3 keeps the masking recipe);
-        # S1 is moot (the prompt already is an unmaskable prefix) and S2 would cut the answer
-        t, w = noise_level(B, opts, step, generator, dev)
-        masked = corruption_mask(t, maskable, masking_probs(opts, progress)[2], block_sizes(opts), generator)
-        xt, weight = torch.where(masked, mask_id, x0), masked * w[:, None]
-    else:
-        xt, masked, weight = mdm_batch(x0, mask_id=mask_id, vocab_size=cfg.vocab_size, opts=opts, progress=progress,
-                                       step=step, generator=generator, pad_id=pad_id)
-    if objective == 'sft':  # LLaDA SFT: per row, sum CE/t over masked / answer length; mean over rows
-        scale = 1 / (norm[:, None] * B)
-    else:
-        # S2 keeps the B*L normaliser (METHOD): every scored token then weighs 1/(B*L) whatever other rows
-        # drew, the estimate stays unbiased (a count of real tokens in the denominator is a ratio
-        # estimator) and the shape is static (no data-dependent division on XLA)
-        scale = 1 / norm
-    if opts.varlen_rate > 0:  # DreamOn rows replace some of the rows above (varlen.py)
-        from varlen import varlen_rows
-        x0, xt, weight, scale, _ = varlen_rows(x0, xt, weight, scale, opts=opts, step=step, mask_id=mask_id,
-                                               expand_id=expand_id, delete_id=pad_id, eos_id=eos_id,
-                                               prompt_len=prompt_len, generator=generator)
-    # = sum_i weight_i CE_i * scale over the scored rows only (the others have weight 0); while an AR
-    # model is being adapted its attention opens gradually (drawn last: the corruption is the same either way)
-    attn = anneal_mask(L, step, opts, generator, dev) if cfg.attention == 'bidirectional' else None
-    loss = scored_ce(model, xt, x0, weight * scale, block=cfg.attention == 'block', attn_mask=attn)
-    info = {'mask_rate': masked.float().mean().detach(), 'scored': (weight > 0).float().mean().detach()}
-    return loss, info
+    if cfg.attention not in ATTENTION_FOR_OBJECTIVE[objective]:
+        raise UserError(f"objective={objective} needs attention={' or '.join(ATTENTION_FOR_OBJECTIVE[objective])}, "
+                        f"the model has {cfg.attention!r}; set the model's attention or choose another objective")
 
 
-# -----------------------------------------------------------------------------
-# likelihood
-
-@torch.no_grad()
-def elbo(model, x0, *, n_samples=16, generator=None, maskable=None):
-    """Upper bound on the NLL, nats per scored token, (B,). causal: exact AR NLL over predicted tokens.
-    bidirectional: LLaDA's low-variance form -log p(x0) <= E_m [ N/m sum_{masked} -log p(x0_i | x_m) ],
-    m ~ U{1..N} masked tokens (LLaDA Sec. 2.4, likelihood evaluation), with m stratified over the n_samples.
-    block: the same bound per block, conditioned on the clean blocks before it (BD3-LM's block NELBO)."""
-    cfg, (B, L), dev = model.config, x0.shape, x0.device
-    maskable = torch.ones_like(x0, dtype=torch.bool) if maskable is None else maskable.to(dev)
-    if cfg.attention == 'causal':  # the head at i predicts token i+1, over the maskable targets
-        m = F.pad(maskable[:, 1:], (0, 1))
-        rows = scored_rows(m)
-        ce = torch.zeros(B * L, device=dev).index_add_(0, rows, model(x0, rows=rows, targets=x0.roll(-1, 1).flatten()[rows]))
-        return (ce.view(B, L) * m).sum(1) / m.sum(1).clamp(min=1)
-    mask_id, block = mask_id_of(model), cfg.attention == 'block'
-    g = cfg.block_size if block else L
-    if L % g:
-        raise UserError(f"sequence length {L} is not a multiple of block_size {g}; evaluate a multiple of it")
-    groups = maskable.view(B, L // g, g)
-    N = groups.sum(-1)
-    r = uniform(N.shape, generator, dev)
-    total = torch.zeros(B, device=dev)
-    for k in range(n_samples):
-        m = torch.ceil((k + r) / n_samples * N).clamp(min=1)  # the k-th stratum of U{1..N}
-        keys = uniform(groups.shape, generator, dev).masked_fill(~groups, 2.0)
-        masked = (keys.argsort(-1).argsort(-1) < m[..., None]) & groups
-        xt = torch.where(masked.view(B, L), mask_id, x0)
-        rows = scored_rows(masked)  # only the masked rows are scored
-        fw = dict(rows=rows, targets=x0.flatten()[rows])
-        ce = block_predict(model, xt, x0, **fw) if block else predict(model, xt, **fw)
-        ce = torch.zeros(B * L, device=dev).index_add_(0, rows, ce).view(B, -1, g)
-        total += (N / m * (ce * masked).sum(-1)).sum(-1)
-    return total / n_samples / maskable.sum(1).clamp(min=1)
-
-
-def bits_per_byte(nats):
-    """For the bytes tokenizer (one token = one byte): bits/byte = nats / ln 2."""
-    return nats / math.log(2)
+def check_varlen(cfg, objective, eos_id, expand_id, pad_id):
+    if objective not in ('mdm', 'sft') or cfg.attention != 'bidirectional':
+        raise UserError(f"varlen_rate > 0 is for objective mdm or sft on a bidirectional model, not {objective} "
+                        f"with {cfg.attention} attention; set varlen_rate=0")
+    if None in (eos_id, expand_id, pad_id) or expand_id >= cfg.vocab_size:
+        raise UserError(f"varlen_rate > 0 needs the <|expand|> id ({expand_id}) inside the model's vocab "
+                        f"({cfg.vocab_size}) and the eos / pad ids; pass the tokenizer's ids")

@@ -21,7 +21,8 @@ import json
 import os
 import re
 
-from model import CE_CHUNK_FLOATS, ModelConfig, UserError, load_checkpoint, make_config
+from head import CE_CHUNK_FLOATS
+from model import ModelConfig, UserError, load_checkpoint, make_config
 
 GB = 1e9
 

@@ -9,6 +9,10 @@ Qwen3ForCausalLM, with three attention modes:
 
 Module and parameter names equal HF's (model.layers.N.self_attn.q_proj.weight ...), so
 Qwen3 and CoDA safetensors load with a plain loop and no renaming table.
+
+A forward is model(idx, ctx, rows=..., targets=...): ctx, a Context, says where the tokens sit and
+what they see (left padding, positions and mask, a KV-cache window); rows picks the flat positions
+whose logits are read; with targets the head returns their cross-entropy (head.py).
 """
 import json
 import os
@@ -18,6 +22,8 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from head import cross_entropy
 
 
 class UserError(Exception):
@@ -62,30 +68,6 @@ def check_device(device, flag='--device'):
     if (dev.type == 'cuda' and (dev.index or 0) >= n_cuda) or (dev.type == 'mps' and not torch.backends.mps.is_available()):
         raise UserError(f"{flag}={device} is not available on this machine ({n_cuda} CUDA device(s)); use {flag}=cpu")
     return device
-
-
-def load_checkpoint(path, mmap=False):
-    """A train.py ckpt.pt on the CPU, tensors and plain values only (weights_only=True)."""
-    try:
-        ck = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
-    except Exception as e:  # empty, truncated or foreign files raise many kinds of errors
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:80]}); "
-                        f"point to a complete ckpt.pt written by train.py") from None
-    if not isinstance(ck, dict) or 'model' not in ck or 'model_config' not in ck:
-        raise UserError(f"{path} is not a nanoCoDA checkpoint (no 'model' / 'model_config'); pass train.py's ckpt.pt")
-    return ck
-
-
-def _read_json(path, what):
-    """A JSON object from path, or a UserError naming the file."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            obj = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-        raise UserError(f"{path} is not valid JSON ({str(e)[:80]}); the {what} is damaged, download it again") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path} is not a JSON object; the {what} is damaged, download it again")
-    return obj
 
 
 # -----------------------------------------------------------------------------
@@ -181,6 +163,67 @@ def block_diffusion_mask(L, block_size, device=None):
 
 
 # -----------------------------------------------------------------------------
+# where a forward's tokens sit and what they see: one small context for the whole forward
+
+@dataclass
+class Context:
+    """Positions, mask and cache window of a forward over tokens idx (B, T); the default is a whole
+    sequence with the mode's own mask and no cache.
+
+    pad (B,)          left padding per row: RoPE positions are index - pad and pad keys are hidden, so a
+                      padded row computes what its unpadded run computes
+    pos, attn_mask    RoPE positions (T,) and a mask (T, S) (True = may attend) instead of the mode's:
+                      the block-diffusion training layout [x_t ; x_0], attention annealing
+    cache, start,     the tokens are indices [start, start+T) of a KVCache's sequence, the keys indices
+    kv_len, write     [0, kv_len) (default start+T); write=True commits the new K/V, write=False only peeks
+    """
+    pad: torch.Tensor = None
+    pos: torch.Tensor = None
+    attn_mask: torch.Tensor = None
+    cache: 'KVCache' = None
+    start: int = 0
+    kv_len: int = None
+    write: bool = True
+
+
+@dataclass
+class LayerInputs:
+    """What every layer's attention reads, computed once per forward from the Context."""
+    cos: torch.Tensor
+    sin: torch.Tensor
+    mask: torch.Tensor  # None: every key visible, or causal when is_causal
+    is_causal: bool
+    ctx: Context
+    kv_len: int
+
+    def keys_values(self, layer, k, v):
+        """This layer's keys and values over the window: the new ones alone, or with the cache's."""
+        c = self.ctx
+        return (k, v) if c.cache is None else c.cache.keys_values(layer, k, v, c.start, self.kv_len, c.write)
+
+
+class KVCache:
+    """Preallocated K/V for every layer, (B, n_kv_heads, max_len, head_dim) each (BD3-LM / Fast-dLLM)."""
+
+    def __init__(self, config, batch_size, max_len, device, dtype):
+        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.max_len = max_len
+
+    def keys_values(self, layer, k, v, start, kv_len, write):
+        """K/V over indices [0, kv_len) with the new block's at [start, start+T)."""
+        end = start + k.size(2)
+        if write:  # commit: the block's K/V become part of the cache
+            self.k[layer][:, :, start:end] = k
+            self.v[layer][:, :, start:end] = v
+            return self.k[layer][:, :, :kv_len], self.v[layer][:, :, :kv_len]
+        ck, cv = self.k[layer], self.v[layer]  # peek: the cache is left untouched
+        return (torch.cat([ck[:, :, :start], k, ck[:, :, end:kv_len]], dim=2),
+                torch.cat([cv[:, :, :start], v, cv[:, :, end:kv_len]], dim=2))
+
+
+# -----------------------------------------------------------------------------
 # the network, one screenful per idea
 
 class RMSNorm(nn.Module):
@@ -209,31 +252,10 @@ def apply_rope(x, cos, sin):
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
-class KVCache:
-    """Preallocated K/V for every layer, (B, n_kv_heads, max_len, head_dim) each (BD3-LM / Fast-dLLM)."""
-
-    def __init__(self, config, batch_size, max_len, device, dtype):
-        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
-        self.max_len = max_len
-
-    def keys_values(self, layer, k, v, start, kv_len, write):
-        """K/V over indices [0, kv_len) with the new block's at [start, start+T)."""
-        end = start + k.size(2)
-        if write:  # commit: the block's K/V become part of the cache
-            self.k[layer][:, :, start:end] = k
-            self.v[layer][:, :, start:end] = v
-            return self.k[layer][:, :, :kv_len], self.v[layer][:, :, :kv_len]
-        ck, cv = self.k[layer], self.v[layer]  # peek: the cache is left untouched
-        return (torch.cat([ck[:, :, :start], k, ck[:, :, end:kv_len]], dim=2),
-                torch.cat([cv[:, :, :start], v, cv[:, :, end:kv_len]], dim=2))
-
-
 class Attention(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, layer_idx):
         super().__init__()
-        self.config = config
+        self.config, self.layer_idx = config, layer_idx
         hd, nh, nkv, bias = config.head_dim, config.num_attention_heads, config.num_key_value_heads, config.attention_bias
         self.q_proj = nn.Linear(config.hidden_size, nh * hd, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, nkv * hd, bias=bias)
@@ -242,18 +264,17 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(hd, config.rms_norm_eps)  # Qwen3: per-head norm on q and k, before RoPE
         self.k_norm = RMSNorm(hd, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask, is_causal, layer, cache, start, kv_len, write):
+    def forward(self, x, inp):
         B, T, _ = x.shape
         hd = self.config.head_dim
         q = self.q_norm(self.q_proj(x).view(B, T, -1, hd)).transpose(1, 2)
         k = self.k_norm(self.k_proj(x).view(B, T, -1, hd)).transpose(1, 2)
         v = self.v_proj(x).view(B, T, -1, hd).transpose(1, 2)
         # under bf16 autocast the norms return float32 but v is bf16; XLA's autocast does not cast SDPA's inputs
-        q, k = apply_rope(q, cos, sin).to(v.dtype), apply_rope(k, cos, sin).to(v.dtype)
-        if cache is not None:
-            k, v = cache.keys_values(layer, k, v, start, kv_len, write)
+        q, k = apply_rope(q, inp.cos, inp.sin).to(v.dtype), apply_rope(k, inp.cos, inp.sin).to(v.dtype)
+        k, v = inp.keys_values(self.layer_idx, k, v)
         # grouped-query attention: each K/V head serves num_attention_heads / num_key_value_heads queries
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=inp.mask, is_causal=inp.is_causal, enable_gqa=True)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -269,60 +290,16 @@ class MLP(nn.Module):  # SwiGLU
 
 
 class DecoderLayer(nn.Module):  # pre-norm residual block
-    def __init__(self, config):
+    def __init__(self, config, layer_idx):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Attention(config)
+        self.self_attn = Attention(config, layer_idx)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, *attn_args):
-        x = x + self.self_attn(self.input_layernorm(x), *attn_args)
+    def forward(self, x, inp):
+        x = x + self.self_attn(self.input_layernorm(x), inp)
         return x + self.mlp(self.post_attention_layernorm(x))
-
-
-CE_CHUNK_FLOATS = 2**24  # logits computed at once by cross_entropy: 64 MiB of float32
-
-
-def cross_entropy(h, weight, targets, weights=None, chunk_floats=None):
-    """CE of logits h @ weight.T (h: (N, H) hidden rows, weight: the lm_head's (V, H)) against targets
-    (N,), computed `chunk` rows at a time so that at most chunk x V logits exist (64 MiB of float32).
-    weights None: the per-row CE (N,). weights (N,): the scalar sum_i weights_i CE_i; when it needs a
-    gradient, the gradient is computed during the forward, chunk by chunk (Liger-Kernel's fused linear
-    cross-entropy): dCE/dlogits = softmax - onehot, three matmuls per chunk and no N x V tensor kept."""
-    chunk = max(1, (chunk_floats or CE_CHUNK_FLOATS) // weight.size(0))
-    if weights is not None and torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
-        return _FusedCE.apply(h, weight, targets, weights.float(), chunk)
-    ce = torch.cat([_ce(h[i:i + chunk] @ weight.t(), targets[i:i + chunk]) for i in range(0, max(len(h), 1), chunk)])
-    return ce if weights is None else (ce * weights).sum()
-
-
-def _ce(logits, y):
-    logits = logits.float()
-    return logits.logsumexp(-1) - logits.gather(-1, y[:, None]).squeeze(-1)
-
-
-class _FusedCE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h, weight, y, w, chunk):
-        loss, gh, gw = h.new_zeros((), dtype=torch.float32), torch.empty_like(h), torch.zeros_like(weight)
-        for i in range(0, len(h), chunk):
-            hc, yc, wc = h[i:i + chunk], y[i:i + chunk], w[i:i + chunk]
-            logits = (hc @ weight.t()).float()
-            lse = logits.logsumexp(-1)
-            loss += (wc * (lse - logits.gather(-1, yc[:, None]).squeeze(-1))).sum()
-            g = logits.sub_(lse[:, None]).exp_().mul_(wc[:, None])  # w * softmax, in place
-            g[torch.arange(len(yc), device=g.device), yc] -= wc      # - w * onehot
-            g = g.to(h.dtype)
-            gh[i:i + chunk] = g @ weight
-            gw += g.t() @ hc
-        ctx.save_for_backward(gh, gw)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad):
-        gh, gw = ctx.saved_tensors
-        return gh * grad, gw * grad, None, None, None
 
 
 class Transformer(nn.Module):
@@ -331,7 +308,7 @@ class Transformer(nn.Module):
         self.config = config
         self.model = nn.ModuleDict(dict(
             embed_tokens=nn.Embedding(config.vocab_size, config.hidden_size),
-            layers=nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers)),
+            layers=nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers)),
             norm=RMSNorm(config.hidden_size, config.rms_norm_eps),
         ))
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -366,32 +343,31 @@ class Transformer(nn.Module):
         p = self.lm_head.weight
         return KVCache(self.config, batch_size, max_len, p.device, p.dtype)
 
-    def forward(self, idx, *, pad=None, pos=None, attn_mask=None, cache=None, start=0, kv_len=None, write=True,
-                rows=None, targets=None, weights=None):
-        """Raw logits (B, T, V) for tokens idx at sequence indices [start, start+T).
+    def forward(self, idx, ctx=None, *, rows=None, targets=None, weights=None):
+        """Raw logits (B, T, V) of tokens idx (B, T), placed and masked as ctx (a Context) says.
 
-        pad (B,): left-padding per row; RoPE positions are index - pad and pad keys are hidden, so a
-        padded row computes what its unpadded run does. pos / attn_mask override positions / the mode's
-        mask (block-diffusion layout). With a cache, keys are indices [0, kv_len) (default start+T);
-        write=True commits the new K/V at [start, start+T), write=False only peeks.
-        rows: logits only where they are read (the lm_head is most of the cost at a 152k vocabulary):
-        indices (B, R) -> (B, R, V); a bool mask (B, T) or flat indices into B*T -> (N, V).
-        targets (N,) for those rows: return cross_entropy(...) (per row, or the weights-weighted sum)
-        instead of logits, never more than a chunk of rows x V at once.
+        rows: flat indices into the B*T positions (b * T + i) whose logits are read -> (N, V); the
+        lm_head (most of the cost at a 152k vocabulary) runs on those rows only. targets (N,) for
+        those rows: their cross-entropy instead of logits (head.cross_entropy: per row, or the
+        weights-weighted sum), never more than a chunk of rows x V at once.
         """
-        kv_len = (start + idx.size(1)) if kv_len is None else kv_len
-        cos, sin, mask, is_causal = self._rope_and_mask(idx, pad, pos, attn_mask, cache, start, kv_len)
+        inp = self.layer_inputs(idx, ctx or Context())
         x = self.model.embed_tokens(idx)  # the idea: embed -> decoder layers -> final norm -> lm_head
-        for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, is_causal, i, cache, start, kv_len, write)
+        for layer in self.model.layers:
+            x = layer(x, inp)
         x = self.model.norm(x)
-        return self._head(x, rows, targets, weights)
+        if rows is not None:  # gather the rows' hidden states before the head
+            x = x.flatten(0, 1)[rows]
+        if targets is not None:
+            return cross_entropy(x.flatten(0, -2), self.lm_head.weight, targets, weights)
+        return self.lm_head(x)
 
-    def _rope_and_mask(self, idx, pad, pos, attn_mask, cache, start, kv_len):
+    def layer_inputs(self, idx, ctx):
         """RoPE cos/sin of the query positions and the attention mask (None + is_causal on the fast paths)."""
-        B, T = idx.shape
-        cfg, dev = self.config, idx.device
-        S = kv_len if cache is not None else T
+        (B, T), cfg, dev = idx.shape, self.config, idx.device
+        pad, pos, start = ctx.pad, ctx.pos, ctx.start
+        kv_len = start + T if ctx.kv_len is None else ctx.kv_len
+        S = kv_len if ctx.cache is not None else T
         q_idx, k_idx = torch.arange(start, start + T, device=dev), torch.arange(S, device=dev)
         if pos is None:  # positions of the queries (for RoPE) and of the keys (for the mask)
             q_pos, k_pos = q_idx.expand(B, T), k_idx.expand(B, S)
@@ -399,8 +375,8 @@ class Transformer(nn.Module):
                 q_pos, k_pos = (q_pos - pad[:, None]).clamp(min=0), (k_pos - pad[:, None]).clamp(min=0)
         else:
             q_pos = k_pos = pos.expand(B, T)
-        mask, is_causal = attn_mask, False
-        if mask is None and pad is None and cache is None and cfg.attention != 'block':
+        mask, is_causal = ctx.attn_mask, False
+        if mask is None and pad is None and ctx.cache is None and cfg.attention != 'block':
             is_causal = cfg.attention == 'causal'  # fast paths: no mask tensor at all
         elif mask is None and pad is None and pos is None:  # same for every row: built once per shape
             mask = mode_mask(cfg.attention, start, T, S, cfg.block_size, dev)
@@ -410,17 +386,7 @@ class Transformer(nn.Module):
                 mask = (mask & (k_idx[None, None] >= pad[:, None, None])) | (q_idx[:, None] == k_idx[None, :])
             mask = mask[:, None]  # (B, 1, T, S), broadcast over heads
         cos, sin = rope(q_pos, cfg.head_dim, cfg.rope_theta, self.lm_head.weight.dtype)
-        return cos, sin, mask, is_causal
-
-    def _head(self, x, rows, targets, weights):
-        """lm_head logits of the rows read (all by default), or their cross-entropy against targets."""
-        if rows is not None:  # gather the rows' hidden states before the head
-            B, dev = x.size(0), x.device
-            x = x[torch.arange(B, device=dev)[:, None], rows] if rows.dim() == 2 and rows.dtype != torch.bool \
-                else x.flatten(0, 1)[rows.flatten() if rows.dtype == torch.bool else rows]
-        if targets is not None:
-            return cross_entropy(x.flatten(0, -2), self.lm_head.weight, targets, weights)
-        return self.lm_head(x)
+        return LayerInputs(cos, sin, mask, is_causal, ctx, kv_len)
 
     # -------------------------------------------------------------------------
     # Hugging Face checkpoints: config.json + model.safetensors (or shards + index)
@@ -535,3 +501,32 @@ class Transformer(nn.Module):
                 json.dump({'metadata': {'total_size': total}, 'weight_map': weight_map}, f, indent=2)
         with open(os.path.join(path, 'config.json'), 'w') as f:
             json.dump(hf, f, indent=2)
+
+
+
+# -----------------------------------------------------------------------------
+# train.py checkpoints
+
+def load_checkpoint(path, mmap=False):
+    """A train.py ckpt.pt on the CPU, tensors and plain values only (weights_only=True)."""
+    try:
+        ck = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+    except Exception as e:  # empty, truncated or foreign files raise many kinds of errors
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:80]}); "
+                        f"point to a complete ckpt.pt written by train.py") from None
+    if not isinstance(ck, dict) or 'model' not in ck or 'model_config' not in ck:
+        raise UserError(f"{path} is not a nanoCoDA checkpoint (no 'model' / 'model_config'); pass train.py's ckpt.pt")
+    return ck
+
+
+def _read_json(path, what):
+    """A JSON object from path, or a UserError naming the file."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            obj = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise UserError(f"{path} is not valid JSON ({str(e)[:80]}); the {what} is damaged, download it again") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} is not a JSON object; the {what} is damaged, download it again")
+    return obj
+

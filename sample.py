@@ -35,8 +35,7 @@ def load_model(path, device='cpu', dtype=None):
     if os.path.isfile(ckpt):
         ck = load_checkpoint(ckpt)
         model = Transformer(ModelConfig(**ck['model_config']))
-        sd = {k.removeprefix('_orig_mod.'): v for k, v in ck['model'].items()}  # torch.compile'd runs
-        model.load_state_dict(sd)
+        model.load_state_dict(ck['model'])  # train.py saves the unwrapped model's state
         tok = load_tokenizer(ck.get('tokenizer') or 'bytes')
         model.train_config = ck.get('train_config') or {}
     elif os.path.isfile(os.path.join(path, 'config.json')):

@@ -21,88 +21,40 @@ The count k at step j of a block (schedule=):
          and CoDA's diffusion_generate (the default with shift_logits); the last step takes the rest
 Slots outside a row's current block are never chosen (confidence -inf).
 
-Caches. 'none' runs the whole sequence every step. For a 'block' model (a token sees its own and
-earlier blocks) 'prefix' (= 'dual') is exact: the K/V of finished blocks are committed once, by
-the first forward after they finish, and each step recomputes only the current block's window:
-the tokens are identical to 'none'. For a bidirectional model the caches are Fast-dLLM's
+Caches. 'none' runs the whole sequence every step. For a 'block' model 'prefix' (= 'dual') is exact:
+the K/V of finished blocks are committed once and each step recomputes only the current block's
+window (the tokens are identical to 'none'). For a bidirectional model they are Fast-dLLM's
 approximations, refreshed by one full forward at each block start: 'prefix' then recomputes the
-block and everything after it over the cached prefix; 'dual' recomputes only the block and also
-reuses the stale K/V of the masked suffix.
+block and all after it, 'dual' only the block (the masked suffix's K/V stay stale).
 
 Index space: prompts are left-padded to a common length G, so the answer is x[:, G:G+gen_length]
 in every row, then the (infilling) suffix. Row i's RoPE positions are index - pad[i] (the model's
-pad= argument): a padded row computes exactly what its batch-of-one run computes. A block model's
+Context.pad): a padded row computes exactly what its batch-of-one run computes. A block model's
 blocks lie on its own position grid, so rows' blocks differ in index space: each row has its own
 current block, one forward window covers them all, and only indices finished in every row are
-committed. Logits follow the loss's convention (diffusion.shift_logits): with
-config.shift_logits the prediction for index i is read from the logits at i-1.
+committed. Logits are read through diffusion.predict, the loss's own logit-shift rule: with
+config.shift_logits the prediction for index i comes from the logits at i-1.
 """
 import time
 import warnings
 
 import torch
 
-from diffusion import predict
-from model import UserError
+from diffusion import predict, uniform
+from model import Context, UserError
 
 ALGS = ('origin', 'maskgit_plus', 'topk_margin', 'entropy')
 CACHES = ('none', 'prefix', 'dual')
 SCHEDULES = ('llada', 'coda')
 
 # -----------------------------------------------------------------------------
-# the method on one screen: a reference sampler (no cache, rows of equal length, no EOS stop).
-# generate() below is the same algorithm made fast; the tests check it gives these tokens.
-
-@torch.no_grad()
-def generate_reference(model, prompt, gen_length=64, block_length=32, steps=None, alg='entropy',
-                       temperature=0.0, suffix=None, generator=None, schedule=None):
-    """prompt (B, P) LongTensor -> (B, P + gen_length [+ suffix]). LLaDA's semi-autoregressive
-    low-confidence remasking with Dream's confidence rules (alg: maskgit_plus | topk_margin | entropy)
-    and LLaDA's or CoDA's count of tokens per step (schedule, default as generate())."""
-    mask_id = model.config.mask_token_id
-    schedule = schedule or ('coda' if model.config.shift_logits else 'llada')
-    B, P = prompt.shape
-    suffix = prompt.new_zeros(B, 0) if suffix is None else suffix
-    # 1. the answer starts as all masks between the prompt and the (infilling) suffix
-    x = torch.cat([prompt, torch.full((B, gen_length), mask_id), suffix], dim=1)
-    steps = steps or gen_length
-    for lo in range(P, P + gen_length, block_length):  # 2. blocks, left to right
-        hi = min(lo + block_length, P + gen_length)
-        n = hi - lo
-        s = -(-n * steps // gen_length)  # this block's share of the steps, ceil(n * steps / gen_length)
-        for j in range(s):
-            masked = x[:, lo:hi] == mask_id
-            # 3. one forward predicts every masked slot at once (row i predicts token i: the logit shift)
-            logits = predict(model, x)[:, lo:hi][masked]  # (slots, V)
-            logits[:, mask_id] = float('-inf')  # never propose the mask itself
-            tokens, probs = sample_tokens(logits, temperature, generator=generator)
-            # 4. score each proposal (Dream): p(x_i), top1 - top2, or -entropy; visible slots never compete
-            score = torch.full(masked.shape, float('-inf'))
-            score[masked] = confidence(alg, probs, tokens)
-            proposal = x[:, lo:hi].clone()
-            proposal[masked] = tokens
-            # 5. commit the k best: LLaDA's even split of n over s steps, or CoDA's int(m (1 - t_j+1 / t_j))
-            #    of the m still masked; everything left at the block's last step
-            left, n_, s_ = masked.sum(1), torch.full((B,), n), torch.full((B,), s)
-            k = llada_count(n_, s_, j) if schedule == 'llada' else coda_count(left, s_, j)
-            k = left if j == s - 1 else torch.minimum(k, left)
-            commit = top_ranks(score, k) & masked
-            x[:, lo:hi] = torch.where(commit, proposal, x[:, lo:hi])  # the rest stay masked (remasking)
-    return x
-
-# -----------------------------------------------------------------------------
-# proposing tokens: temperature / top-p / top-k, then a confidence per position (Dream's sample_tokens)
-
-
-def uniform(shape, generator, device):
-    """float64 U[0,1) drawn on the generator's device (the CPU by convention) and moved: the same
-    draws on every device."""
-    gdev = generator.device if generator is not None else 'cpu'
-    return torch.rand(shape, generator=generator, device=gdev, dtype=torch.float64).to(device)
+# one denoising step: propose a token per masked slot (Dream's sample_tokens), score it
+# (Dream's confidences), and commit the k best (LLaDA's or CoDA's count k)
 
 
 def gumbel(shape, generator, device):
-    return -torch.log(-torch.log(uniform(shape, generator, device).clamp_(min=1e-300)))
+    """Gumbel(0, 1) noise in float64, from the generator's uniforms (diffusion.uniform)."""
+    return -torch.log(-torch.log(uniform(shape, generator, device, torch.float64).clamp_(min=1e-300)))
 
 
 def sample_tokens(logits, temperature=0.0, top_p=None, top_k=None, generator=None):
@@ -126,21 +78,6 @@ def sample_tokens(logits, temperature=0.0, top_p=None, top_k=None, generator=Non
     else:
         tokens = probs.argmax(-1)
     return tokens, probs
-
-
-def propose(logits, alg, temperature, top_p, top_k, generator):
-    """Logits (N, V) of the masked slots -> (tokens, p(token), confidence), each (N,): the only
-    vocabulary-sized work of a sampler step, done once per masked slot. The entropy is computed in
-    place in the probabilities' buffer (no second N x V tensor)."""
-    tokens, probs = sample_tokens(logits, temperature, top_p, top_k, generator)
-    p_tok = probs.gather(-1, tokens[:, None]).squeeze(-1)
-    if alg == 'entropy':
-        conf = probs.xlogy_(probs).sum(-1)
-    elif alg == 'topk_margin':
-        conf = confidence(alg, probs, tokens)
-    else:  # maskgit_plus ranks by p(token); origin, threshold and factor need no other score
-        conf = p_tok
-    return tokens, p_tok, conf
 
 
 def confidence(alg, probs, tokens):
@@ -182,22 +119,81 @@ def coda_count(m, s, j, eps=1e-3):
 def step_counts(schedule, n, s):
     """The number of tokens each step of one block commits when nothing else interferes, e.g.
     step_counts('coda', 32, 16): for tests and for reading (generate applies the rule step by step)."""
-    n_, s_, out = torch.tensor([n]), torch.tensor([s]), []
+    size, budget, out = torch.tensor([n]), torch.tensor([s]), []
     for j in range(s):
-        k = llada_count(n_, s_, j) if schedule == 'llada' else coda_count(n_ - sum(out), s_, j)
+        k = llada_count(size, budget, j) if schedule == 'llada' else coda_count(size - sum(out), budget, j)
         out.append(int(k.clamp(max=n - sum(out))) if j < s - 1 else n - sum(out))
     return out
 
 
-def choose(alg, masked, probs, tokens, *, step, n, s, alg_temp, threshold, factor, generator, schedule='llada',
-           p_tok=None, conf=None):
-    """Which block slots to commit this step. masked (B, n_max) = slots still masked; n, s (B,) =
-    the block's size and step budget per row; returns a bool (B, n_max), never empty for a row
-    that has masked slots (except a step of the 'coda' schedule whose count truncates to 0). The
-    proposals' scores come from probs (B, n_max, V) and tokens, or directly as p_tok = p(token) and
-    conf = confidence, (B, n_max) (generate: see propose)."""
-    if p_tok is None:
-        p_tok = probs.gather(-1, tokens[..., None]).squeeze(-1)
+# -----------------------------------------------------------------------------
+# the method on one screen: a reference sampler (no cache, rows of equal length, no EOS stop).
+# generate() below is the same algorithm made fast; the tests check it gives these tokens.
+
+
+@torch.no_grad()
+def generate_reference(model, prompt, gen_length=64, block_length=32, steps=None, alg='entropy',
+                       temperature=0.0, suffix=None, generator=None, schedule=None):
+    """prompt (B, P) LongTensor -> (B, P + gen_length [+ suffix]). LLaDA's semi-autoregressive
+    low-confidence remasking with Dream's confidence rules (alg: maskgit_plus | topk_margin | entropy)
+    and LLaDA's or CoDA's count of tokens per step (schedule, default as generate())."""
+    mask_id = model.config.mask_token_id
+    schedule = schedule or ('coda' if model.config.shift_logits else 'llada')
+    B, P = prompt.shape
+    suffix = prompt.new_zeros(B, 0) if suffix is None else suffix
+    # 1. the answer starts as all masks between the prompt and the (infilling) suffix
+    x = torch.cat([prompt, torch.full((B, gen_length), mask_id), suffix], dim=1)
+    steps = steps or gen_length
+    for lo in range(P, P + gen_length, block_length):  # 2. blocks, left to right
+        hi = min(lo + block_length, P + gen_length)
+        n = hi - lo
+        s = -(-n * steps // gen_length)  # this block's share of the steps, ceil(n * steps / gen_length)
+        for j in range(s):
+            masked = x[:, lo:hi] == mask_id
+            # 3. one forward predicts every masked slot at once (row i predicts token i: the logit shift)
+            logits = predict(model, x)[:, lo:hi][masked]  # (slots, V)
+            logits[:, mask_id] = float('-inf')  # never propose the mask itself
+            tokens, probs = sample_tokens(logits, temperature, generator=generator)
+            # 4. score each proposal (Dream): p(x_i), top1 - top2, or -entropy; visible slots never compete
+            score = torch.full(masked.shape, float('-inf'))
+            score[masked] = confidence(alg, probs, tokens)
+            proposal = x[:, lo:hi].clone()
+            proposal[masked] = tokens
+            # 5. commit the k best: LLaDA's even split of n over s steps, or CoDA's int(m (1 - t_j+1 / t_j))
+            #    of the m still masked; everything left at the block's last step
+            left, size, budget = masked.sum(1), torch.full((B,), n), torch.full((B,), s)
+            k = llada_count(size, budget, j) if schedule == 'llada' else coda_count(left, budget, j)
+            k = left if j == s - 1 else torch.minimum(k, left)
+            commit = top_ranks(score, k) & masked
+            x[:, lo:hi] = torch.where(commit, proposal, x[:, lo:hi])  # the rest stay masked (remasking)
+    return x
+
+
+# -----------------------------------------------------------------------------
+# generate: the reference made fast. The vocabulary-sized work runs once per masked slot
+# (propose), the choice on (B, slots) matrices (choose); rows of any length share one batch
+
+
+def propose(logits, alg, temperature, top_p, top_k, generator):
+    """Logits (N, V) of the masked slots -> (tokens, p(token), confidence), each (N,): the only
+    vocabulary-sized work of a sampler step, done once per masked slot. The entropy is computed in
+    place in the probabilities' buffer (no second N x V tensor)."""
+    tokens, probs = sample_tokens(logits, temperature, top_p, top_k, generator)
+    p_tok = probs.gather(-1, tokens[:, None]).squeeze(-1)
+    if alg == 'entropy':
+        conf = probs.xlogy_(probs).sum(-1)
+    elif alg == 'topk_margin':
+        conf = confidence(alg, probs, tokens)
+    else:  # maskgit_plus ranks by p(token); origin, threshold and factor need no other score
+        conf = p_tok
+    return tokens, p_tok, conf
+
+
+def choose(alg, masked, p_tok, conf, *, step, n, s, alg_temp, threshold, factor, generator, schedule='llada'):
+    """Which block slots to commit this step. masked (B, n_max) = slots still masked; p_tok = p(token)
+    and conf = the alg's confidence of each slot's proposal, (B, n_max) (see propose); n, s (B,) =
+    the block's size and step budget per row. Returns a bool (B, n_max), never empty for a row that
+    has masked slots (except a step of the 'coda' schedule whose count truncates to 0)."""
     ninf = torch.tensor(float('-inf'), device=masked.device)
     remaining = masked.sum(1)
     if threshold is not None or factor is not None:
@@ -220,16 +216,13 @@ def choose(alg, masked, probs, tokens, *, step, n, s, alg_temp, threshold, facto
         t = 1 - step * (1 - eps) / s.clamp(min=1)
         t_next = 1 - (step + 1) * (1 - eps) / s.clamp(min=1)
         p_reveal = torch.where(last, 1.0, 1 - t_next / t)
-        return masked & (uniform(masked.shape, generator, masked.device) < p_reveal[:, None])
+        return masked & (uniform(masked.shape, generator, masked.device, torch.float64) < p_reveal[:, None])
     count = coda_count(remaining, s, step) if schedule == 'coda' else llada_count(n, s, step)
     k = torch.where(last, remaining, torch.minimum(count, remaining))
-    score = torch.where(masked, confidence(alg, probs, tokens) if conf is None else conf, ninf)
+    score = torch.where(masked, conf, ninf)
     if alg_temp > 0:  # Dream: sample k positions from softmax(conf / alg_temp) (Gumbel-top-k)
         score = score.double() / alg_temp + gumbel(score.shape, generator, score.device)
     return masked & top_ranks(score, k)
-
-# -----------------------------------------------------------------------------
-# batching helpers
 
 
 def as_rows(tokens):
@@ -280,35 +273,62 @@ def row_blocks(plen, gen_length, block_length, on_grid):
         lo = hi
     return out
 
-# -----------------------------------------------------------------------------
-# masked-diffusion sampling
+
+def block_grid(pads, G, gen_length, block_length, on_grid, device):
+    """Every row's blocks in index space, (R, B, 2): block k of row b is [lo, hi) = its row_blocks in its
+    own position space shifted by its pad. Rows with fewer blocks get empty blocks at the answer's
+    end: they sit out the last rounds."""
+    per_row = [[(lo + p, hi + p) for lo, hi in row_blocks(G - p, gen_length, block_length, on_grid)] for p in pads]
+    end = G + gen_length
+    return torch.tensor([[b[k] if k < len(b) else (end, end) for b in per_row] for k in range(max(map(len, per_row)))],
+                        device=device)
+
+
+def model_block_span(lo, hi, pad, block_size):
+    """Per row, the start of the model block holding index lo and the end of the one holding hi - 1,
+    on the row's own position grid (index - pad)."""
+    down = pad + torch.div(lo - pad, block_size, rounding_mode='floor') * block_size
+    up = pad - torch.div(pad - hi, block_size, rounding_mode='floor') * block_size
+    return down, up
+
+
+def forward_window(cache, step, L, lo, hi, shift, exact=None):
+    """(w0, w1, kv_len) of one step's forward: queries x[:, w0:w1], keys [0, kv_len) (None: no cache).
+    The rows' current blocks span [lo, hi); with a shift the window starts at lo - 1, whose logits
+    predict the block's first token. exact = (start, end), a block model's cache: every K/V left of
+    start is committed and nothing right of end is visible. Fast-dLLM (prefix / dual): the first step
+    refreshes every K/V, later ones recompute the block and all after it (prefix) or the block only (dual)."""
+    if cache == 'none':
+        return 0, L, None
+    if exact is not None:
+        start, end = exact
+        return max(0, min(start, lo - shift)), end, end
+    if step == 0:
+        return 0, L, L
+    return max(0, lo - shift), (L if cache == 'prefix' else hi), L
 
 
 def check_options(model, gen_length, block_length, steps, alg, temperature, top_p, top_k, alg_temp, threshold,
                   factor, cache, schedule='llada'):
+    """Check generate()'s options (a UserError names the first bad one); -> (block_length, steps) as used."""
     cfg = model.config
-    if schedule not in SCHEDULES:
-        raise UserError(f"schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
-    if alg not in ALGS:
-        raise UserError(f"alg={alg!r} is unknown; use one of {', '.join(ALGS)}")
-    if cache not in CACHES:
-        raise UserError(f"cache={cache!r} is unknown; use one of {', '.join(CACHES)}")
-    if cfg.mask_token_id is None or not 0 <= cfg.mask_token_id < cfg.vocab_size:
-        raise UserError("the model has no valid mask_token_id; set it in the model config (diffusion models need one)")
-    if gen_length < 1:
-        raise UserError(f"gen_length={gen_length} must be >= 1")
-    if temperature < 0 or alg_temp < 0:
-        raise UserError("temperature and alg_temp must be >= 0")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise UserError(f"top_p={top_p} must be in (0, 1]")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top_k={top_k} must be >= 1")
-    if threshold is not None and factor is not None:
-        raise UserError("threshold and factor are two alternative rules; give one of them")
-    if threshold is not None and not 0 < threshold <= 1:
-        raise UserError(f"threshold={threshold} must be in (0, 1]")
-    if factor is not None and factor <= 0:
-        raise UserError(f"factor={factor} must be > 0")
+    checks = [
+        (schedule not in SCHEDULES, f"schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}"),
+        (alg not in ALGS, f"alg={alg!r} is unknown; use one of {', '.join(ALGS)}"),
+        (cache not in CACHES, f"cache={cache!r} is unknown; use one of {', '.join(CACHES)}"),
+        (cfg.mask_token_id is None or not 0 <= cfg.mask_token_id < cfg.vocab_size,
+         "the model has no valid mask_token_id; set it in the model config (diffusion models need one)"),
+        (gen_length < 1, f"gen_length={gen_length} must be >= 1"),
+        (temperature < 0 or alg_temp < 0, "temperature and alg_temp must be >= 0"),
+        (top_p is not None and not 0 < top_p <= 1, f"top_p={top_p} must be in (0, 1]"),
+        (top_k is not None and top_k < 1, f"top_k={top_k} must be >= 1"),
+        (threshold is not None and factor is not None, "threshold and factor are two alternative rules; give one of them"),
+        (threshold is not None and not 0 < threshold <= 1, f"threshold={threshold} must be in (0, 1]"),
+        (factor is not None and factor <= 0, f"factor={factor} must be > 0"),
+    ]
+    for bad, message in checks:
+        if bad:
+            raise UserError(message)
     if cfg.attention == 'block':
         bs = cfg.block_size
         block_length = bs if block_length is None else block_length or -(-gen_length // bs) * bs  # 0: one block
@@ -392,23 +412,13 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
     x = torch.cat([head, torch.full((B, gen_length), mask_id, device=dev),
                    torch.tensor(suf, dtype=torch.long, device=dev).view(B, S)], dim=1)
     pads = pad.tolist() if pad is not None else [0] * B
-
-    # blocks per row, in index space; rows with fewer blocks sit out the last rounds (empty block)
-    per_row = [[(lo + p, hi + p) for lo, hi in row_blocks(G - p, gen_length, block_length, block_model)]
-               for p in pads]
-    R = max(len(b) for b in per_row)
-    gen_end = G + gen_length
-    bounds = torch.tensor([[b[k] if k < len(b) else (gen_end, gen_end) for b in per_row] for k in range(R)],
-                          device=dev)  # (R, B, 2)
+    bounds = block_grid(pads, G, gen_length, block_length, block_model, dev)  # (R, B, 2)
     pad_t = pad if pad is not None else torch.zeros(B, dtype=torch.long, device=dev)
-    bs = cfg.block_size
-    down = lambda i: pad_t + torch.div(i - pad_t, bs, rounding_mode='floor') * bs  # model-block grid, per row
-    up = lambda i: pad_t - torch.div(pad_t - i, bs, rounding_mode='floor') * bs
 
     kv = model.new_cache(B, L) if cache != 'none' else None
     committed = 0  # block models: the cache holds exact K/V for indices < committed
     nfe, steps_per_block, info_steps = 0, [], 0
-    for k in range(R):
+    for k in range(len(bounds)):
         lo, hi = bounds[k, :, 0], bounds[k, :, 1]
         n = hi - lo
         active = n > 0
@@ -417,39 +427,26 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
         slot = lo[:, None] + torch.arange(n_max, device=dev)  # index of each block slot
         valid = slot < hi[:, None]
         slot = slot.clamp(max=L - 1)
-        first_row = torch.maximum(lo - 1, pad_t)  # shift: the logits predicting the block's first token
-        # (a row's position 0 has no predecessor: it reads its own logits, as in shift_logits)
         min_lo = int(lo[active].min())
         if block_model:
-            # finished blocks are final in every row below this index: their K/V get committed by
+            # finished blocks are final in every row below the frontier: their K/V get committed by
             # this round's first forward and are never recomputed (exact, BD3-LM)
-            frontier = int(down(lo)[active].min())
-            block_end = min(L, int(up(hi)[active].max()))  # the model blocks holding every row's current block
+            down, up = model_block_span(lo, hi, pad_t, cfg.block_size)
+            frontier = int(down[active].min())
+            block_end = min(L, int(up[active].max()))  # the model blocks holding every row's current block
         j = 0
         while True:
             masked = valid & (x.gather(1, slot) == mask_id)
             if not masked.any():
                 break
-            # one forward: queries are the window x[:, w0:w1], keys the indices [0, kv_len). With a
-            # shift the window also holds index lo-1, whose logits predict the block's first token.
-            if cache == 'none':
-                w0, w1, kv_len = 0, L, None
-            elif block_model:  # exact: left of w0 all is committed, right of block_end nothing is visible
-                w0 = max(0, min(committed if j == 0 else frontier, min_lo - shift))
-                w1 = kv_len = block_end
-            elif j == 0:  # Fast-dLLM: refresh every K/V at the block start
-                w0, w1, kv_len = 0, L, L
-            else:  # prefix: recompute the block and everything after it; dual: only the block
-                w0, w1, kv_len = max(0, min_lo - shift), (L if cache == 'prefix' else int(hi.max())), L
-            # logits only for the masked slots (the loss's shift: slot lo + r reads index lo + r - 1,
-            # the block's first slot reads first_row), as flat indices into the window's B x T rows
+            exact = ((committed if j == 0 else frontier), block_end) if block_model else None
+            w0, w1, kv_len = forward_window(cache, j, L, min_lo, int(hi.max()), shift, exact)
+            # logits only for the masked slots, as flat indices into the window's B x T rows; predict
+            # reads each from the index the logit shift says. Always write=True: cache entries past
+            # the exact part are scratch, rewritten before being read
             mb, mr = masked.nonzero(as_tuple=True)
-            T = w1 - w0
-            src = (torch.where(mr == 0, first_row[mb], slot[mb, mr] - 1) if shift else slot[mb, mr]) - w0
-            rows = mb * T + src.clamp(0, T - 1)
-            # always write=True: cache entries past the exact part are scratch, rewritten before being read
-            logits = model(x[:, w0:w1], pad=pad, cache=kv, start=w0, kv_len=kv_len, rows=rows) if kv is not None \
-                else model(x, pad=pad, rows=rows)
+            ctx = Context(pad=pad, cache=kv, start=w0, kv_len=kv_len)
+            logits = predict(model, x[:, w0:w1], ctx, rows=mb * (w1 - w0) + slot[mb, mr] - w0)
             nfe += 1
             if block_model and j == 0:
                 committed = frontier
@@ -458,8 +455,8 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
                                        temperature, top_p, top_k, generator)
             tokens, p_all, c_all = (torch.zeros(masked.shape, dtype=v.dtype, device=dev).index_put_((mb, mr), v)
                                     for v in (tok, p_tok, conf))
-            sel = choose(alg, masked, None, tokens, step=j, n=n, s=s, alg_temp=alg_temp, threshold=threshold,
-                         factor=factor, generator=generator, schedule=schedule, p_tok=p_all, conf=c_all)
+            sel = choose(alg, masked, p_all, c_all, step=j, n=n, s=s, alg_temp=alg_temp, threshold=threshold,
+                         factor=factor, generator=generator, schedule=schedule)
             b, r = sel.nonzero(as_tuple=True)
             x[b, slot[b, r]] = tokens[b, r]
             j += 1
@@ -472,9 +469,9 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
         if eos_id is not None:
             idx = torch.arange(L, device=dev)
             done = ((x == eos_id) & (idx >= G) & (idx < hi[:, None])).any(1)
-            if bool(done.all()) and k < R - 1:
+            if bool(done.all()) and k < len(bounds) - 1:
                 break
-    x = cut_after_eos(x, G, gen_end, eos_id, fill)
+    x = cut_after_eos(x, G, G + gen_length, eos_id, fill)
     dt = time.perf_counter() - t0
     return x, dict(nfe=nfe, seconds=dt, tokens_per_s=B * gen_length / dt, steps=info_steps,
                    steps_per_block=steps_per_block, blocks=len(steps_per_block), block_length=block_length,
@@ -486,9 +483,9 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
 
 @torch.no_grad()
 def generate_ar(model, prompt, *, gen_length=128, temperature=0.0, top_p=None, top_k=None, cache='prefix',
-                eos_id=None, pad_id=None, generator=None, callback=None, **unused):
-    """Next-token decoding; with a cache (any cache != 'none') each step feeds one token. Diffusion
-    options (steps, alg, ...) are ignored. Stops when every row has produced eos_id."""
+                eos_id=None, pad_id=None, generator=None, callback=None):
+    """Next-token decoding; with a cache (any cache != 'none') each step feeds one token. Stops when
+    every row has produced eos_id. (generate() routes a causal model here with these options only.)"""
     cfg = model.config
     if gen_length < 1:
         raise UserError(f"gen_length={gen_length} must be >= 1")
@@ -511,9 +508,9 @@ def generate_ar(model, prompt, *, gen_length=128, temperature=0.0, top_p=None, t
     start, nfe = 0, 0
     for t in range(G, L):
         if kv is None:
-            logits = model(x[:, :t], pad=pad)[:, -1]
+            logits = model(x[:, :t], Context(pad=pad))[:, -1]
         else:  # prefill once, then one new token per step
-            logits = model(x[:, start:t], pad=pad, cache=kv, start=start)[:, -1]
+            logits = model(x[:, start:t], Context(pad=pad, cache=kv, start=start))[:, -1]
             start = t
         nfe += 1
         tok, _ = sample_tokens(logits, temperature, top_p, top_k, generator)

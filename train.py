@@ -33,7 +33,8 @@ import torch
 from tqdm import tqdm
 
 from model import ModelConfig, Transformer, UserError, check_device, check_ranges, load_checkpoint, make_config, _read_json
-from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, fim_transform, block_schedule, block_size_at
+from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, block_schedule, block_size_at
+from fim import fim_transform
 from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
                      save_atomic, checkpoint_state, to_cpu, start_log, log, plot_losses, read_config_file)
 from sharding import full_state, load_optimizer_state, plain_copy

@@ -7,7 +7,7 @@ A masked slot gets two outcomes beyond an ordinary token:
   delete         the slot goes away; its target is <|endoftext|> = pad_id (docs/tokenizers.md)
 
 Training (varlen_rows, called by diffusion.training_loss when varlen_rate > 0): a row's document is
-cut into prefix | middle | suffix (diffusion.fim_cut, the FIM cut); the middle gets D ~ U{0..max_delete}
+cut into prefix | middle | suffix (fim.fim_cut, the FIM cut); the middle gets D ~ U{0..max_delete}
 delete targets (max_delete = 64, bounded by the row), is masked at rate t (the deletes always), and
 adjacent masked pairs are merged into one mask whose target is <|expand|> with probability
 
@@ -26,8 +26,9 @@ import time
 
 import torch
 
-from diffusion import fim_cut, noise_level
-from model import UserError
+from diffusion import noise_level, predict
+from fim import fim_cut
+from model import Context, UserError
 from sampling import as_rows, check_tokens, gumbel, left_pad, propose, top_ranks
 
 # -----------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def generate_varlen(model, prompt, *, suffix=None, canvas=16, gen_length=64, bud
     -> nothing (truncate: also every mask after it). <|expand|> is never proposed in a row whose canvas
     holds gen_length slots or that has spent its budget (default gen_length) of expansions; a step
     commits at most as many expansions as fit. Rows are left-padded into one batch each step (the
-    model's pad=), so a row computes what its batch-of-one run computes, however the others grow.
+    model's Context.pad), so a row computes what its batch-of-one run computes, however the others grow.
     Returns (tokens (B, G + gen_length + S), info): a row is its left-padded prompt (G = the longest),
     its middle, pad_id up to gen_length, then its suffix. info: middles, lengths, nfe, steps,
     expansions, deletions, seconds, tokens_per_s, prompt_len. callback(step_info) after every step:
@@ -174,7 +175,7 @@ def generate_varlen(model, prompt, *, suffix=None, canvas=16, gen_length=64, bud
     check_varlen(model, canvas, gen_length, budget, expand_id, delete_id, cache, alg, G, S)
     check_tokens(rows + suf, cfg.vocab_size, 'prompt/suffix')
     t0 = time.perf_counter()
-    dev, mask_id, shift = model.lm_head.weight.device, cfg.mask_token_id, bool(cfg.shift_logits)
+    dev, mask_id = model.lm_head.weight.device, cfg.mask_token_id
     fill = pad_id if pad_id is not None else delete_id
     ninf = float('-inf')
     mid = [[mask_id] * canvas for _ in range(B)]
@@ -185,17 +186,15 @@ def generate_varlen(model, prompt, *, suffix=None, canvas=16, gen_length=64, bud
         live = [b for b in range(B) if mask_id in mid[b]]
         if not live:
             break
-        # 1. one forward over the rows as they are now; logits only for the masked slots (the loss's
-        #    shift: slot i reads the logits at i - 1, a row's first position its own)
+        # 1. one forward over the rows as they are now; logits only for the masked slots, each read
+        #    where the loss's logit shift says (diffusion.predict)
         seqs = [rows[b] + mid[b] + suf[b] for b in range(B)]
         x, pad = left_pad(seqs, fill, dev)
         T = x.size(1)
         slots = [(b, k) for b in live for k, t in enumerate(mid[b]) if t == mask_id]
         sb = torch.tensor([b for b, _ in slots])
-        first = torch.tensor([T - len(seqs[b]) for b, _ in slots])  # index of the row's first real token
-        idx = first + torch.tensor([len(rows[b]) + k for b, k in slots])
-        src = torch.maximum(idx - 1, first) if shift else idx
-        logits = model(x, pad=pad, rows=(sb * T + src).to(dev))
+        idx = torch.tensor([T - len(seqs[b]) for b, _ in slots]) + torch.tensor([len(rows[b]) + k for b, k in slots])
+        logits = predict(model, x, Context(pad=pad), rows=(sb * T + idx).to(dev))
         nfe += 1
         # 2. propose a token per slot; <|mask|> never, <|expand|> not once the canvas is full or the budget spent
         logits[:, mask_id] = ninf

@@ -258,7 +258,8 @@ def fimprobe_rows(name, path, n_windows=64, L=120, samples=8):
     masked (the model knows only that L - j tokens follow), from the same masks (one seed), and the exact
     NLL of its left-to-right order (left_to_right_nats)."""
     import torch
-    from diffusion import elbo, fim_document, mask_id_of, token_ce
+    from diffusion import elbo, mask_id_of, token_ce
+    from fim import fim_document
     rows = []
     model, tok, docs = val_windows(path, n_windows, L)
     fim = model.train_config.get('fim_rate', 0) > 0

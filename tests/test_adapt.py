@@ -10,7 +10,7 @@ import torch
 
 import train
 from conftest import tiny_pycode
-from diffusion import (DiffusionOptions, anneal_mask, block_predict, block_size_at, mdm_batch, predict, scored_ce,
+from diffusion import (DiffusionOptions, anneal_mask, block_predict, block_size_at, diffusion_loss, mdm_batch, predict,
                        training_loss)
 from model import ModelConfig, Transformer, UserError, make_config
 
@@ -98,9 +98,9 @@ def test_annealing_starts_causal_and_ends_bidirectional():
     def loss(step, o=opts):
         return training_loss(model, x0, objective='mdm', opts=o, progress=0.0, step=step,
                              generator=torch.Generator().manual_seed(7))[0]
-    xt, _, weight = mdm_batch(x0, mask_id=39, vocab_size=40, opts=opts, progress=0.0, step=0,
-                              generator=torch.Generator().manual_seed(7))
-    assert loss(0).item() == pytest.approx(scored_ce(causal, xt, x0, weight / x0.numel()).item(), rel=1e-5)
+    xt, _, weight, _ = mdm_batch(x0, mask_id=39, vocab_size=40, opts=opts, progress=0.0, step=0,
+                                 generator=torch.Generator().manual_seed(7))
+    assert loss(0).item() == pytest.approx(diffusion_loss(causal, xt, x0, weight, 1 / x0.numel()).item(), rel=1e-5)
     assert loss(0).item() != pytest.approx(loss(0, DiffusionOptions()).item(), rel=1e-3)
     assert loss(10).item() == loss(10, DiffusionOptions()).item()  # same noise, no mask: identical
     assert anneal_mask(24, 10, opts, None, 'cpu') is None

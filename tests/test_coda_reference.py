@@ -72,14 +72,12 @@ def test_factor_rule_is_the_papers():
     """Fast-dLLM's factor rule: commit the largest n with c_(i) >= 1 - f/(i+1) for all i <= n.
     Confidences 0.99, 0.9, 0.5 with f = 1: bounds 0.5, 0.667, 0.75, so 2 tokens. (The released
     get_transfer_index_dynamic commits all 3 here: when only the last slot fails it takes them all.)"""
-    conf = torch.tensor([[0.5, 0.99, 0.9]])
-    probs = torch.stack([conf, 1 - conf], -1)  # the proposed token 0 has probability conf
-    tokens = torch.zeros(1, 3, dtype=torch.long)
+    conf = torch.tensor([[0.5, 0.99, 0.9]])  # p(proposed token) of each slot; the rule's score (propose)
     masked = torch.ones(1, 3, dtype=torch.bool)
     kw = dict(step=0, n=torch.tensor([3]), s=torch.tensor([3]), alg_temp=0.0, threshold=None, generator=None)
-    sel = choose('maskgit_plus', masked, probs, tokens, factor=1.0, **kw)
+    sel = choose('maskgit_plus', masked, conf, conf, factor=1.0, **kw)
     assert sel.tolist() == [[False, True, True]]
-    sel = choose('maskgit_plus', masked, probs, tokens, factor=2.1, **kw)  # bounds 0.3, 0.3, 0.475: all 3
+    sel = choose('maskgit_plus', masked, conf, conf, factor=2.1, **kw)  # bounds 0.3, 0.3, 0.475: all 3
     assert sel.tolist() == [[True, True, True]]
 
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 import diffusion as D
-from model import ModelConfig, Transformer, UserError, cross_entropy
+from head import cross_entropy
+from model import ModelConfig, Transformer, UserError
 
 V, MASK = 64, 63
 
@@ -34,6 +35,16 @@ class UniformSpy(nn.Module):
         if targets is not None:  # the losses ask for the CE of the scored rows (model.cross_entropy)
             return cross_entropy(torch.zeros(len(targets), 1), torch.zeros(self.config.vocab_size, 1), targets, weights)
         return torch.zeros(*idx.shape, self.config.vocab_size)
+
+
+class FixedLogits(nn.Module):
+    """A stand-in model whose aligned logits are a given (B, L, V) tensor."""
+    def __init__(self, config, logits):
+        super().__init__()
+        self.config, self.logits = config, logits
+
+    def forward(self, idx, rows=None, targets=None, weights=None, **kw):
+        return cross_entropy(self.logits.flatten(0, 1)[rows], torch.eye(self.config.vocab_size), targets, weights)
 
 
 def gen(seed=0):
@@ -93,19 +104,19 @@ def test_sampled_t_range_and_low_discrepancy():
 
 def test_uniform_logits_loss_is_log_v():
     B, L, g = 8, 64, gen(4)
-    x0, logits = data(B, L), torch.zeros(B, L, V)
+    x0, spy = data(B, L), UniformSpy(tiny().config)
     losses = []
     for _ in range(200):
-        _, masked, t = D.forward_process(x0, MASK, generator=g, low_discrepancy=True)
-        losses.append(D.diffusion_loss(logits, x0, masked, t).item())
+        xt, masked, t = D.forward_process(x0, MASK, generator=g, low_discrepancy=True)
+        losses.append(D.diffusion_loss(spy, xt, x0, masked / t[:, None], 1 / (B * L)).item())
     assert abs(sum(losses) / len(losses) / math.log(V) - 1) < 0.05
 
 
 def test_only_masked_positions_carry_gradient():
     x0 = data(4, 16)
-    _, masked, t = D.forward_process(x0, MASK, t=torch.full((4,), 0.5), generator=gen(5))
+    xt, masked, t = D.forward_process(x0, MASK, t=torch.full((4,), 0.5), generator=gen(5))
     logits = torch.randn(4, 16, V, requires_grad=True)
-    D.diffusion_loss(logits, x0, masked, t).backward()
+    D.diffusion_loss(FixedLogits(tiny().config, logits), xt, x0, masked / t[:, None], 1 / x0.numel()).backward()
     per_row = logits.grad.abs().sum(-1)
     assert (per_row[~masked] == 0).all() and (per_row[masked] > 0).all()
 
@@ -145,8 +156,8 @@ def test_s1_prefix_and_s2_padded_suffix():
     # through the mdm batch: S1 prefix never masked; S2 suffix is pad, never masked, never scored
     x0, PAD = data(256, L).clamp(max=61), 62
     for opts in (D.DiffusionOptions(masking='custom', s1_prob=1.0), D.DiffusionOptions(masking='custom', s2_prob=1.0)):
-        xt, masked, w = D.mdm_batch(x0, mask_id=MASK, vocab_size=V, opts=opts, progress=0.0, step=0,
-                                    generator=gen(7), pad_id=PAD)
+        xt, masked, w, _ = D.mdm_batch(x0, mask_id=MASK, vocab_size=V, opts=opts, progress=0.0, step=0,
+                                       generator=gen(7), pad_id=PAD)
         if opts.s1_prob:  # the first token of a row is always in the S1 prefix; prefix = before the first mask
             assert torch.equal(xt[:, 0], x0[:, 0]) and not masked[:, 0].any()
             assert torch.equal(xt[~masked], x0[~masked])
@@ -165,7 +176,11 @@ def test_s3_spans_are_contiguous_and_rate_is_t(t):
     B, L, k = 2000, 32, 4
     start = torch.randint(0, 12, (B, 1), generator=gen(8))
     maskable = torch.arange(L)[None] >= start  # an S1-like region
-    masked = D.corruption_mask(torch.full((B,), t), maskable, p3=1.0, sizes=[k], generator=gen(9))
+
+    def masks(p3, g, **kw):
+        return D.forward_process(torch.zeros(B, L, dtype=torch.long), MASK, maskable, t=torch.full((B,), t), p3=p3,
+                                 generator=g, **kw)[1]
+    masked = masks(1.0, gen(9), sizes=[k])
     assert not masked[~maskable].any()
     n = maskable.sum().item()
     rate = (masked.sum() / n).item()
@@ -185,8 +200,8 @@ def test_s3_spans_are_contiguous_and_rate_is_t(t):
                 j = e
             j += 1
     # p3 is a real probability per row: with p3=0.3 about 30% of rows have spans
-    iid = D.corruption_mask(torch.full((B,), t), maskable, p3=0.0, generator=gen(10))
-    mixed = D.corruption_mask(torch.full((B,), t), maskable, p3=0.3, sizes=[k], generator=gen(10))
+    iid = masks(0.0, gen(10))
+    mixed = masks(0.3, gen(10), sizes=[k])
     assert not torch.equal(iid, mixed) and abs(mixed.sum().item() / n - t) < 0.02
 
 
@@ -226,8 +241,8 @@ def test_block_noise_clipping_and_forced_mask():
     maskable = torch.ones_like(x0, dtype=torch.bool)
     maskable[:, :6] = False  # a prompt: block 0 has no maskable token, block 1 has two
     for step in range(10):
-        xt, masked, w = D.block_batch(x0, mask_id=MASK, block_size=bs, opts=D.DiffusionOptions(), step=step,
-                                      generator=gen(step), maskable=maskable)
+        xt, masked, w, _ = D.block_batch(x0, mask_id=MASK, block_size=bs, opts=D.DiffusionOptions(), step=step,
+                                         generator=gen(step), maskable=maskable)
         blocks = masked.view(64, -1, bs)
         assert blocks[:, 1:].any(-1).all() and not blocks[:, 0].any()  # >= 1 masked per block with maskable tokens
         assert not masked[~maskable].any() and (xt[masked] == MASK).all() and torch.equal(xt[~masked], x0[~masked])
@@ -244,7 +259,7 @@ def test_warmup_drops_inverse_t_and_caps_u():
         assert (w == 1).all() and t.max() <= u_max + 1e-3 and t.max() > 0.9 * u_max
     t, w = D.noise_level(4000, opts, 100, gen(12), 'cpu')
     assert torch.allclose(w, 1 / t) and t.max() > 0.99
-    _, masked, w = D.block_batch(data(8, 32), mask_id=MASK, block_size=4, opts=opts, step=10, generator=gen(13))
+    _, masked, w, _ = D.block_batch(data(8, 32), mask_id=MASK, block_size=4, opts=opts, step=10, generator=gen(13))
     assert torch.equal(w, masked.float())  # warm-up: plain CE on the masked tokens
 
 
@@ -268,10 +283,10 @@ def test_edit_corruption_bounds_and_changes():
     assert torch.equal(same, x0) and not ch.any() and (n0 == 0).all()
     # mdm after edit_start: every changed visible token is scored (weight 1), masked ones 1/t
     opts = D.DiffusionOptions(edit_start=0.8, edit_rate=0.3)
-    xt, masked, w = D.mdm_batch(x0, mask_id=MASK, vocab_size=V - 1, opts=opts, progress=0.9, step=0, generator=gen(18))
+    xt, masked, w, _ = D.mdm_batch(x0, mask_id=MASK, vocab_size=V - 1, opts=opts, progress=0.9, step=0, generator=gen(18))
     vis = (xt != x0) & ~masked
     assert vis.any() and (w[vis] == 1).all() and (w[masked] >= 1).all() and (w[(xt == x0) & ~masked] == 0).all()
-    xt, masked, w = D.mdm_batch(x0, mask_id=MASK, vocab_size=V - 1, opts=opts, progress=0.5, step=0, generator=gen(18))
+    xt, masked, w, _ = D.mdm_batch(x0, mask_id=MASK, vocab_size=V - 1, opts=opts, progress=0.5, step=0, generator=gen(18))
     assert torch.equal(xt != x0, masked)  # before edit_start: masking only
 
 
@@ -329,7 +344,7 @@ def test_mdm_elbo_is_stratified_and_matches_the_loss_on_average():
     with torch.no_grad():
         for _ in range(400):
             xt, masked, t = D.forward_process(x0, MASK, generator=g, low_discrepancy=True)
-            losses.append(D.diffusion_loss(D.predict(m, xt), x0, masked, t))
+            losses.append(D.diffusion_loss(m, xt, x0, masked / t[:, None], 1 / x0.numel()))
     assert abs(torch.stack(losses).mean() / e1 - 1) < 0.05
 
 
@@ -344,70 +359,118 @@ def test_predict_rows_equal_rows_of_the_aligned_logits(shift):
     x0 = data(2, L, seed=3)
     with torch.no_grad():
         full = D.predict(m, xt)
-        torch.testing.assert_close(D.predict(m, xt, rows=mask), full[mask], atol=1e-5, rtol=0)
-        torch.testing.assert_close(D.predict(m, xt, rows=r), full[torch.arange(2)[:, None], r], atol=1e-5, rtol=0)
-        torch.testing.assert_close(D.block_predict(b, xt, x0, rows=mask), D.block_predict(b, xt, x0)[mask],
+        flat = mask.flatten().nonzero().squeeze(1)  # rows are flat indices b * L + i
+        torch.testing.assert_close(D.predict(m, xt, rows=flat), full[mask], atol=1e-5, rtol=0)
+        torch.testing.assert_close(D.predict(m, xt, rows=(torch.arange(2)[:, None] * L + r).flatten()).view(2, 3, -1),
+                                   full[torch.arange(2)[:, None], r], atol=1e-5, rtol=0)
+        torch.testing.assert_close(D.block_predict(b, xt, x0, rows=flat), D.block_predict(b, xt, x0)[mask],
                                    atol=1e-5, rtol=0)
 
 
-def reference_loss(m, x0, objective, opts, seed, prompt_len=None):
-    """The losses computed from full logits for every row, then the weighted CE."""
-    (B, L), g = x0.shape, gen(seed)
-    if objective == 'ar':
-        return D.token_ce(m(x0)[:, :-1], x0[:, 1:]).mean()
-    if objective == 'block':
-        xt, _, weight = D.block_batch(x0, mask_id=MASK, block_size=4, opts=opts, step=0, generator=g)
-        return (D.token_ce(D.block_predict(m, xt, x0), x0) * weight).sum() / (B * L)
-    if objective == 'sft':
-        maskable = torch.arange(L)[None] >= prompt_len[:, None]
-        t, w = D.noise_level(B, opts, 0, g, 'cpu')
-        masked = D.corruption_mask(t, maskable, D.masking_probs(opts, 0.5)[2], D.block_sizes(opts), g)
-        ce = D.token_ce(D.predict(m, torch.where(masked, MASK, x0)), x0) * masked * w[:, None]
-        return (ce.sum(1) / (L - prompt_len).float()).mean()
-    xt, _, weight = D.mdm_batch(x0, mask_id=MASK, vocab_size=V, opts=opts, progress=0.5, step=0, generator=g)
-    return (D.token_ce(D.predict(m, xt), x0) * weight).sum() / (B * L)
+# ----------------------------------------------------------------------------- training and the ELBO = their equations
+
+def log_probs(m, xt, x0, shift):
+    """log p(x0_i | x_t) (B, L) by hand, from the full raw logits. Aligned row i reads raw row i-1 under the
+    shift (row 0 its own). A block model: noisy block b sees the clean blocks before it (BD3-LM), i.e. it is
+    the last block of the single stream [x0 blocks < b ; x_t block b]."""
+    def aligned(seq):
+        raw = m(seq)
+        return torch.cat([raw[:, :1], raw[:, :-1]], 1) if shift else raw
+    if m.config.attention == 'block':
+        bs = m.config.block_size
+        logits = torch.cat([aligned(torch.cat([x0[:, :b], xt[:, b:b + bs]], 1))[:, b:] for b in range(0, x0.size(1), bs)], 1)
+    else:
+        logits = aligned(xt)
+    return logits.float().log_softmax(-1).gather(-1, x0[..., None]).squeeze(-1)
 
 
-@pytest.mark.parametrize('objective,attention,shift', [('mdm', 'bidirectional', False), ('mdm', 'bidirectional', True),
-                                                       ('block', 'block', False), ('block', 'block', True),
-                                                       ('sft', 'bidirectional', True), ('ar', 'causal', False)])
-def test_losses_and_gradients_equal_the_full_logit_computation(objective, attention, shift, monkeypatch):
-    """training_loss scores only its rows with the chunked CE (here 5 rows x V at a time): same loss, same gradients."""
-    import model as model_module
-    monkeypatch.setattr(model_module, 'CE_CHUNK_FLOATS', 5 * V)
-    m, x0 = tiny(attention, shift=shift, seed=7), data(4, 16)
-    opts, prompt_len = D.DiffusionOptions(masking='custom', s3_prob=0.5), torch.tensor([2, 5, 9, 0])
-    kw = dict(prompt_len=prompt_len) if objective == 'sft' else {}
-    loss, _ = D.training_loss(m, x0, objective=objective, opts=opts, progress=0.5, step=0, generator=gen(30), **kw)
+def recording(monkeypatch, m):
+    """Record every forward_process call (its input x and (xt, masked, t)) and every input the model sees."""
+    seen, real = dict(fp=[], idx=[]), D.forward_process
+
+    def forward_process(x, *a, **kw):
+        out = real(x, *a, **kw)
+        seen['fp'].append((x, *out))
+        return out
+    monkeypatch.setattr(D, 'forward_process', forward_process)
+    hook = m.register_forward_pre_hook(lambda mod, args: seen['idx'].append(args[0]))
+    return seen, hook
+
+
+EQUATION_CASES = {  # objective, attention, shift_logits, options
+    'mdm': ('mdm', 'bidirectional', False, dict(masking='custom', s1_prob=0.5, s3_prob=0.5)),
+    'mdm_shift': ('mdm', 'bidirectional', True, dict(masking='custom', s1_prob=0.5, s3_prob=0.5)),
+    'edit': ('mdm', 'bidirectional', True, dict(edit_start=0.0, edit_rate=0.3)),
+    'block': ('block', 'block', False, {}),
+    'block_shift': ('block', 'block', True, {}),
+    'sft': ('sft', 'bidirectional', True, dict(masking='custom', s3_prob=0.5)),
+    'sft_block': ('sft', 'block', True, {}),
+    'ar': ('ar', 'causal', False, {}),
+}
+
+
+@pytest.mark.parametrize('case', list(EQUATION_CASES))
+def test_training_loss_is_the_equation(case, monkeypatch):
+    """training_loss (only the scored rows reach the head, the chunked fused CE: here 5 rows x V at a time)
+    equals its objective's equation computed by hand from the model's full logits, loss and gradients,
+    for the masks and t the forward process drew:
+      mdm / block   Σ_{masked} -log p(x0_i | x_t) / t / (B·L)    (block: t per block, [x_t ; x_0] form)
+      edit          + Σ_{changed, visible} -log p(x0_i | x_t), the same normaliser (Seed Diffusion)
+      sft           per row Σ_{masked} -log p / t / (L - prompt_len), the mean over rows; the prompt never masked
+      ar            the mean next-token -log p(x0_{i+1} | x0_{<=i}) over the answer tokens"""
+    import head
+    monkeypatch.setattr(head, 'CE_CHUNK_FLOATS', 5 * V)
+    objective, attention, shift, kw = EQUATION_CASES[case]
+    m, x0, prompt_len = tiny(attention, shift=shift, seed=7), data(4, 16), torch.tensor([2, 5, 9, 0])
+    (B, L), prompt = x0.shape, torch.arange(16)[None] < prompt_len[:, None]
+    seen, hook = recording(monkeypatch, m)
+    loss, _ = D.training_loss(m, x0, objective=objective, opts=D.DiffusionOptions(**kw), progress=0.5, step=0,
+                              generator=gen(30), prompt_len=prompt_len if objective in ('sft', 'ar') else None)
+    hook.remove()
     loss.backward()
     grads = [p.grad.clone() for p in m.parameters()]
     m.zero_grad()
-    ref = reference_loss(m, x0, objective, opts, 30, prompt_len)
+    if objective == 'ar':
+        answer = ~prompt[:, 1:]
+        logp = m(x0)[:, :-1].float().log_softmax(-1).gather(-1, x0[:, 1:, None]).squeeze(-1)
+        ref = -(logp * answer).sum() / answer.sum()
+    else:
+        assert len(seen['fp']) == 1  # the objective's masks come from the forward process
+        x, xt, masked, t = seen['fp'][0]
+        if attention == 'block':  # the model reads [x_t ; x_0]; a block left without a mask got one forced
+            xt = seen['idx'][0][:, :L]
+            assert torch.equal(seen['idx'][0][:, L:], x0) and not (masked & (xt != MASK)).any()
+            masked = xt == MASK
+        assert torch.equal(seen['idx'][0][:, :L], xt) and torch.equal(xt, torch.where(masked, MASK, x))
+        weight = masked / (t if t.dim() == 2 else t[:, None]) + ((x != x0) & ~masked)  # x != x0: the edits
+        nll = -log_probs(m, xt, x0, shift) * weight
+        if objective == 'sft':
+            assert not masked[prompt].any() and masked[~prompt].any()
+            ref = (nll.sum(1) / (L - prompt_len)).mean()
+        else:
+            ref = nll.sum() / (B * L)
+        assert (case == 'edit') == bool(((x != x0) & ~masked).any())
     ref.backward()
     torch.testing.assert_close(loss, ref, atol=1e-5, rtol=1e-5)
     for g1, p in zip(grads, m.parameters()):
         torch.testing.assert_close(g1, p.grad, atol=1e-6, rtol=1e-4)
 
 
-def reference_elbo(model, x0, n_samples, generator):
-    """diffusion.elbo computed from full logits, bidirectional / block."""
-    cfg, (B, L) = model.config, x0.shape
-    g = cfg.block_size if cfg.attention == 'block' else L
-    groups = torch.ones(B, L // g, g, dtype=torch.bool)
-    N, total = groups.sum(-1), torch.zeros(B)
-    r = D.uniform(N.shape, generator, 'cpu')
-    for k in range(n_samples):
-        m = torch.ceil((k + r) / n_samples * N).clamp(min=1)
-        masked = (D.uniform(groups.shape, generator, 'cpu').argsort(-1).argsort(-1) < m[..., None]) & groups
-        xt = torch.where(masked.view(B, L), MASK, x0)
-        logits = D.block_predict(model, xt, x0) if cfg.attention == 'block' else D.predict(model, xt)
-        total += (N / m * (D.token_ce(logits, x0).view(B, -1, g) * masked).sum(-1)).sum(-1)
-    return total / n_samples / L
-
-
 @pytest.mark.parametrize('attention,shift', [('bidirectional', False), ('bidirectional', True), ('block', True)])
-def test_elbo_equals_the_full_logit_computation(attention, shift):
+def test_elbo_is_the_equation(attention, shift, monkeypatch):
+    """elbo = 1/n Σ_samples Σ_groups N/m Σ_{masked} -log p(x0_i | x_t), divided by L, for the masks it drew
+    (m of the N tokens of a group masked: the sequence, or a block), computed by hand from the full logits."""
     m, x0 = tiny(attention, shift=shift, seed=8), data(3, 16)
+    seen, hook = recording(monkeypatch, m)
     with torch.no_grad():
-        torch.testing.assert_close(D.elbo(m, x0, n_samples=4, generator=gen(31)),
-                                   reference_elbo(m, x0, 4, gen(31)), atol=1e-5, rtol=1e-5)
+        nll = D.elbo(m, x0, n_samples=4, generator=gen(31))
+        hook.remove()
+        assert len(seen['idx']) == 4
+        size, total = m.config.block_size if attention == 'block' else 16, torch.zeros(3)
+        for idx in seen['idx']:
+            xt = idx[:, :16]
+            masked = (xt == MASK).view(3, -1, size)
+            ce = -log_probs(m, xt, x0, shift).view(3, -1, size)
+            assert (masked.sum(-1) >= 1).all()
+            total += (size / masked.sum(-1) * (ce * masked).sum(-1)).sum(-1)
+    torch.testing.assert_close(nll, total / 4 / 16, atol=1e-5, rtol=1e-5)

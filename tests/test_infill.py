@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-import diffusion as D
+import fim
 
 FIM = (300, 301, 302)  # sentinel ids outside the document alphabet used below
 EOS = 299
@@ -31,8 +31,8 @@ def test_fim_document_round_trip_and_sentinels():
     for _ in range(300):
         doc = [rng.randrange(256) for _ in range(rng.randint(0, 40))]
         i, j = sorted(rng.randint(0, len(doc)) for _ in range(2))
-        psm = D.fim_document(doc, i, j, FIM)
-        spm = D.fim_document(doc, i, j, FIM, spm=True)
+        psm = fim.fim_document(doc, i, j, FIM)
+        spm = fim.fim_document(doc, i, j, FIM, spm=True)
         assert len(psm) == len(spm) == len(doc) + 3
         assert undo_fim(psm) == doc and undo_fim(spm) == doc
         # PSM: <PRE> prefix <SUF> suffix <MID> middle; SPM: <PRE> <SUF> suffix <MID> prefix middle
@@ -53,7 +53,7 @@ def test_fim_transform_per_document_rate_and_length():
             row += [r.randrange(1, 256) for _ in range(r.randint(1, 30))] + [EOS]
         rows.append(row[:L])
     x = torch.tensor(rows)
-    y = D.fim_transform(x, eos_id=EOS, fim_ids=FIM, rate=0.6, spm_rate=0.25, generator=g)
+    y = fim.fim_transform(x, eos_id=EOS, fim_ids=FIM, rate=0.6, spm_rate=0.25, generator=g)
     assert y.shape == x.shape and y.dtype == x.dtype
     n_docs = n_fim = n_spm = expect_spm = 0
     for a, b in zip(x.tolist(), y.tolist()):
@@ -83,10 +83,10 @@ def test_fim_transform_per_document_rate_and_length():
     assert abs(n_fim / n_docs - 0.6) < 0.05, n_fim / n_docs
     assert abs(n_spm - expect_spm) / n_fim < 0.04, (n_spm, expect_spm)
     # same generator state, same output (the noise comes only from the generator)
-    y2 = D.fim_transform(x, eos_id=EOS, fim_ids=FIM, rate=0.6, spm_rate=0.25, generator=torch.Generator().manual_seed(0))
+    y2 = fim.fim_transform(x, eos_id=EOS, fim_ids=FIM, rate=0.6, spm_rate=0.25, generator=torch.Generator().manual_seed(0))
     assert torch.equal(y, y2)
     # rate 0 is the identity
-    assert torch.equal(D.fim_transform(x, eos_id=EOS, fim_ids=FIM, rate=0.0, spm_rate=0.5, generator=g), x)
+    assert torch.equal(fim.fim_transform(x, eos_id=EOS, fim_ids=FIM, rate=0.0, spm_rate=0.5, generator=g), x)
 
 
 # -----------------------------------------------------------------------------

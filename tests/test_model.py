@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from model import ModelConfig, Transformer, UserError, block_diffusion_mask, make_config
+from model import Context, ModelConfig, Transformer, UserError, block_diffusion_mask, make_config
 
 TINY = dict(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-6, max_position_embeddings=128)
@@ -68,7 +68,7 @@ def test_left_padding_equals_hf_attention_mask(tmp_path):
     pos = (am.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         ref = hf(idx, attention_mask=am, position_ids=pos).logits
-        out = ours(idx, pad=torch.tensor([5, 0]))
+        out = ours(idx, Context(pad=torch.tensor([5, 0])))
     torch.testing.assert_close(out[0, 5:], ref[0, 5:], atol=1e-4, rtol=0)
     torch.testing.assert_close(out[1], ref[1], atol=1e-4, rtol=0)
 
@@ -107,7 +107,7 @@ def test_block_diffusion_mask_structure_and_layout():
     model = tiny('block', block_size=bs)
     x0, xt = torch.randint(0, 97, (1, L)), torch.randint(0, 97, (1, L))
     with torch.no_grad():
-        out = model(torch.cat([xt, x0], 1), pos=torch.cat([torch.arange(L)] * 2), attn_mask=m)
+        out = model(torch.cat([xt, x0], 1), Context(pos=torch.cat([torch.arange(L)] * 2), attn_mask=m))
         for b in range(L // bs):
             seq = torch.cat([x0[:, :b * bs], xt[:, b * bs:(b + 1) * bs]], 1)
             torch.testing.assert_close(out[:, b * bs:(b + 1) * bs], model(seq)[:, b * bs:], atol=1e-5, rtol=0)
@@ -121,13 +121,13 @@ def test_kv_cache_block_forward_equals_full_forward(attention):
     with torch.no_grad():
         full = m(idx)
         cache = m.new_cache(2, 16)
-        m(idx[:, :8], cache=cache, start=0)  # commit the first two blocks
-        peek = m(idx[:, 8:12], cache=cache, start=8, write=False)  # a block being denoised
+        m(idx[:, :8], Context(cache=cache, start=0))  # commit the first two blocks
+        peek = m(idx[:, 8:12], Context(cache=cache, start=8, write=False))  # a block being denoised
         k_before = cache.k[0].clone()
-        m(idx[:, 8:12] * 0, cache=cache, start=8, write=False)  # peeking leaves the cache alone
+        m(idx[:, 8:12] * 0, Context(cache=cache, start=8, write=False))  # peeking leaves the cache alone
         assert torch.equal(cache.k[0], k_before)
-        commit = m(idx[:, 8:12], cache=cache, start=8)
-        last = m(idx[:, 12:], cache=cache, start=12)
+        commit = m(idx[:, 8:12], Context(cache=cache, start=8))
+        last = m(idx[:, 12:], Context(cache=cache, start=12))
     torch.testing.assert_close(peek, full[:, 8:12], atol=1e-5, rtol=0)
     torch.testing.assert_close(commit, full[:, 8:12], atol=1e-5, rtol=0)
     torch.testing.assert_close(last, full[:, 12:], atol=1e-5, rtol=0)
@@ -140,8 +140,8 @@ def test_bidirectional_cache_with_all_keys_equals_full_forward():
     with torch.no_grad():
         full = m(idx)
         cache = m.new_cache(1, 16)
-        m(idx, cache=cache, start=0)
-        mid = m(idx[:, 4:8], cache=cache, start=4, kv_len=16, write=False)
+        m(idx, Context(cache=cache, start=0))
+        mid = m(idx[:, 4:8], Context(cache=cache, start=4, kv_len=16, write=False))
     torch.testing.assert_close(mid, full[:, 4:8], atol=1e-5, rtol=0)
 
 
@@ -152,15 +152,15 @@ def test_left_padded_row_equals_its_batch_of_one(attention):
     batch = torch.cat([torch.cat([torch.zeros(1, 4, dtype=torch.long), a], 1), b])
     pad = torch.tensor([4, 0])
     with torch.no_grad():
-        out = m(batch, pad=pad)
+        out = m(batch, Context(pad=pad))
         torch.testing.assert_close(out[0, 4:], m(a)[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(out[1], m(b)[0], atol=1e-5, rtol=0)
         if attention == 'bidirectional':
             return  # a bidirectional prefix cache is approximate by design (Fast-dLLM)
         # and through the cache: whole blocks of every row committed, then a block, both padded
         cache = m.new_cache(2, 10)
-        m(batch[:, :8], pad=pad, cache=cache, start=0)
-        blk = m(batch[:, 8:], pad=pad, cache=cache, start=8, write=False)
+        m(batch[:, :8], Context(pad=pad, cache=cache, start=0))
+        blk = m(batch[:, 8:], Context(pad=pad, cache=cache, start=8, write=False))
     torch.testing.assert_close(blk, out[:, 8:], atol=1e-5, rtol=0)
 
 
@@ -301,31 +301,35 @@ def test_empty_or_foreign_checkpoint_is_one_clear_error(tmp_path):
 
 @pytest.mark.parametrize('attention', ['bidirectional', 'block', 'causal'])
 def test_rows_equal_the_same_rows_of_the_full_forward(attention):
-    """model(idx, rows=...) computes the head only where asked; the values are the full forward's."""
+    """model(idx, rows=...) computes the head only where asked; the values are the full forward's.
+    rows are flat indices b * T + i: here from (B, R) indices, from a bool mask, and given directly."""
     m = tiny(attention, block_size=4)
     idx, pad = torch.randint(0, 97, (2, 16)), torch.tensor([0, 3])
     r = torch.tensor([[0, 5, 5, 15], [3, 1, 9, 2]])  # (B, R) indices, repeats allowed
     mask = torch.rand(2, 16, generator=torch.Generator().manual_seed(1)) < 0.5
     flat = torch.tensor([31, 0, 17, 17, 4])
+    of = lambda r, T: (torch.arange(2)[:, None] * T + r).flatten()  # (B, R) -> flat
     with torch.no_grad():
-        for kw in (dict(), dict(pad=pad)):
-            full = m(idx, **kw)
-            torch.testing.assert_close(m(idx, rows=r, **kw), full[torch.arange(2)[:, None], r], atol=1e-5, rtol=0)
-            torch.testing.assert_close(m(idx, rows=mask, **kw), full[mask], atol=1e-5, rtol=0)
-            torch.testing.assert_close(m(idx, rows=flat, **kw), full.flatten(0, 1)[flat], atol=1e-5, rtol=0)
+        for ctx in (None, Context(pad=pad)):
+            full = m(idx, ctx)
+            torch.testing.assert_close(m(idx, ctx, rows=of(r, 16)).view(2, 4, -1), full[torch.arange(2)[:, None], r],
+                                       atol=1e-5, rtol=0)
+            torch.testing.assert_close(m(idx, ctx, rows=mask.flatten().nonzero().squeeze(1)), full[mask], atol=1e-5, rtol=0)
+            torch.testing.assert_close(m(idx, ctx, rows=flat), full.flatten(0, 1)[flat], atol=1e-5, rtol=0)
         full = m(idx)
         cache = m.new_cache(2, 16)  # a KV cache holding every key; peek at a window's rows
-        m(idx, cache=cache, start=0)
-        peek = m(idx[:, 8:12], cache=cache, start=8, kv_len=16, write=False, rows=torch.tensor([[0, 3], [2, 1]]))
-        torch.testing.assert_close(peek, full[:, 8:12][torch.arange(2)[:, None], torch.tensor([[0, 3], [2, 1]])],
+        m(idx, Context(cache=cache, start=0))
+        peek = Context(cache=cache, start=8, kv_len=16, write=False)
+        got = m(idx[:, 8:12], peek, rows=of(torch.tensor([[0, 3], [2, 1]]), 4)).view(2, 2, -1)
+        torch.testing.assert_close(got, full[:, 8:12][torch.arange(2)[:, None], torch.tensor([[0, 3], [2, 1]])],
                                    atol=1e-5, rtol=0)
-        win = m(idx[:, 8:12], cache=cache, start=8, kv_len=16, write=False, rows=torch.tensor([1, 6]))  # flat
+        win = m(idx[:, 8:12], peek, rows=torch.tensor([1, 6]))  # flat
         torch.testing.assert_close(win, full[:, 8:12].flatten(0, 1)[[1, 6]], atol=1e-5, rtol=0)
 
 
 def test_chunked_cross_entropy_equals_full_logits():
     """Values and gradients of the chunked CE (3 rows x V at a time) equal F.cross_entropy on full logits."""
-    from model import cross_entropy
+    from head import cross_entropy
     torch.manual_seed(0)
     h, W = torch.randn(37, 16, requires_grad=True), torch.randn(50, 16, requires_grad=True)
     y, w = torch.randint(0, 50, (37,)), torch.rand(37)

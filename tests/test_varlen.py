@@ -12,7 +12,8 @@ import torch.nn as nn
 
 import diffusion as D
 import varlen as VL
-from model import ModelConfig, Transformer, UserError, cross_entropy
+from head import cross_entropy
+from model import ModelConfig, Transformer, UserError
 from sampling import generate
 
 V, MASK, EXPAND, PAD, EOS = 64, 63, 62, 61, 60  # PAD is the delete target
@@ -209,7 +210,8 @@ class Scripted(nn.Module):
         self.config = ModelConfig(vocab_size=vocab, mask_token_id=MASK, shift_logits=shift, max_position_embeddings=256)
         self.lm_head = nn.Linear(1, 1)
 
-    def forward(self, idx, pad=None, rows=None):
+    def forward(self, idx, ctx=None, rows=None):
+        pad = ctx.pad if ctx is not None else None
         B, T = idx.shape
         out = torch.zeros(B, T, self.config.vocab_size)
         for b in range(B):
@@ -330,7 +332,8 @@ def test_same_middles_as_dreamon_reference():
             self.config = ModelConfig(vocab_size=ref.V, mask_token_id=ref.MASK, shift_logits=True)
             self.lm_head = nn.Linear(1, 1)
 
-        def forward(self, idx, pad=None, rows=None):
+        def forward(self, idx, ctx=None, rows=None):
+            pad = ctx.pad if ctx is not None else None
             self.calls += 1
             out = torch.zeros(*idx.shape, ref.V)
             for b in range(idx.size(0)):
