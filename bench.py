@@ -34,11 +34,12 @@ coda:   sampling at CoDA's head shape (vocab 151,936, untied head, 4 layers x 25
         same random weights, alternated. Its code needs transformers 4.47.1 (a separate venv) and is read
         from --coda_repo at run time, never copied. Tokens are compared when generate() has CoDA's
         per-step count (schedule='coda'); otherwise only the speed.
-shard:  the memory FSDP saves (sharding.py), at a shape of 8 layers x 512 (~26M parameters, vocab 264), fp32
-        AdamW, micro-batch 4 x 256 per process, each row a fresh torchrun of gloo processes on this CPU: one
-        process (plain, and with activation checkpointing), FSDP over 2 and 4 processes, FSDP with
-        reshard_after_forward=False, FSDP + activation checkpointing. Per rank (the largest rank): state_mib =
-        RSS growth after the steps with the gradients freed (parameters + AdamW moments), act_mib = RSS growth
+shard:  the memory FSDP saves (sharding.py), at a shape of 8 layers x 512 (--shard_shape=LAYERSxWIDTH; ~25M
+        parameters, vocab 264), fp32 AdamW, micro-batch 4 x 256 per process, each row a fresh torchrun of gloo
+        processes on this CPU: one process (plain, and with activation checkpointing), FSDP over 2 and 4
+        processes, FSDP with reshard_after_forward=False, FSDP + activation checkpointing. Per rank (the largest
+        rank): state_mib = RSS growth after the steps with the gradients freed (parameters + AdamW moments),
+        state_tensor_mib = the bytes of the parameter and AdamW tensors the rank holds, act_mib = RSS growth
         over one forward (what autograd saves), peak_mib = peak RSS (VmHWM) growth over the steps, plan_mib =
         memplan.py's peak for the row. glibc returns every allocation above 64 KiB to the OS at once
         (MALLOC_MMAP_THRESHOLD_), so the RSS follows the live tensors. With more processes than cores the ranks
@@ -52,6 +53,7 @@ import ctypes
 import gc
 import json
 import os
+import re
 import threading
 import time
 
@@ -75,7 +77,8 @@ DEFAULTS = dict(
     alg='entropy',
     vocabs='512,151936', contender='', mem=True, rounds=3,   # vocab (contender: one, in a subprocess)
     coda_repo='',          # coda: a clone of SalesforceAIResearch/CoDA
-    shards='1,2,4', shard_row='',   # shard: process counts; one row's engine (inside torchrun)
+    shards='1,2,4', shard_row='',   # shard: process counts; one row's engine (inside torchrun) ...
+    shard_shape='8x512',            # ... and the model: layers x width (8 heads, 4 KV heads, MLP 3 x width)
     out='',
     overwrite=False,       # let --out replace an earlier bench.py result (never a file of another kind)
 )
@@ -438,12 +441,13 @@ def bench_coda(cfg):
 SHARD_ROWS = (('1', 'one'), ('1', 'one+ac'), ('N', 'fsdp'), ('2', 'fsdp+zero2'), ('2', 'fsdp+ac'))
 
 
-def shard_shape(quick):
+def shard_shape(text):
+    """'8x512' -> 8 decoder layers of width 512: 8 heads of 64, 4 KV heads, MLP 1536, vocab 264."""
     from model import ModelConfig
-    size = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, head_dim=32) if quick else \
-        dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, head_dim=64)
-    return ModelConfig(**dict(vocab_size=264, num_attention_heads=8, num_key_value_heads=4, attention='bidirectional',
-                              mask_token_id=263, max_position_embeddings=4096), **size)
+    layers, h = (int(v) for v in text.split('x'))
+    return ModelConfig(vocab_size=264, hidden_size=h, intermediate_size=3 * h, num_hidden_layers=layers,
+                       num_attention_heads=8, num_key_value_heads=4, head_dim=h // 8, attention='bidirectional',
+                       mask_token_id=263, max_position_embeddings=4096)
 
 
 def rss_now():
@@ -462,6 +466,14 @@ def shard_setup(cfg, mc, row, world):
         run = SimpleNamespace(dev_type='cpu', world=world, dtype='float32')
         fully_shard_model(SimpleNamespace(reshard_after_forward='zero2' not in row), run, model)
     return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+
+def state_bytes(model, opt):
+    """Bytes of the parameters and AdamW state this rank holds: the storages of its local shards
+    (FSDP's padding included, a tied weight once)."""
+    local = lambda t: t.to_local() if hasattr(t, 'to_local') else t
+    tensors = list(model.parameters()) + [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)]
+    return sum({local(t).untyped_storage().data_ptr(): local(t).untyped_storage().nbytes() for t in tensors}.values())
 
 
 def shard_step(model, opt, x0, i):
@@ -485,7 +497,7 @@ def shard_worker(cfg):
     world = int(os.environ.get('WORLD_SIZE', 1))
     if world > 1:
         dist.init_process_group('gloo')
-    row, mc = cfg['shard_row'], shard_shape(cfg['quick'])
+    row, mc = cfg['shard_row'], shard_shape(cfg['shard_shape'])
     B, L = cfg['batch_size'], cfg['seq_len']
     x0 = torch.randint(0, mc.vocab_size - 1, (B, L), generator=torch.Generator().manual_seed(cfg['seed']))
     # warm-up on a tiny model of the same engine: kernels, thread pools, gloo buffers are set up once, outside
@@ -501,12 +513,14 @@ def shard_worker(cfg):
     model, opt = shard_setup(cfg, mc, row, world)
     steps = [shard_step(model, opt, x0, i) for i in range(cfg['train_iters'] + 1)]  # step 0 creates AdamW's state
     gc.collect()
+    ctypes.CDLL('libc.so.6').malloc_trim(0)  # as before `base`: freed heap back to the OS
     state = rss_now() - base
     with open('/proc/self/status') as f:
         peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM:')) - base
     p = memplan.plan(mc, tokens=B * L, dtype='float32', world=world, engine='fsdp' if row.startswith('fsdp') else 'ddp',
                      reshard_after_forward='zero2' not in row, checkpointing='+ac' in row)
     print(json.dumps(dict(rank=int(os.environ.get('RANK', 0)), state_mib=state / 2**20,
+                          state_tensor_mib=state_bytes(model, opt) / 2**20,
                           act_mib=statistics.median(a for a, _ in steps[1:]) / 2**20, peak_mib=peak / 2**20,
                           plan_mib=p['peak'] / 2**20, plan_act_mib=p['activations'] / 2**20,
                           ms_per_step=1e3 * statistics.median(t for _, t in steps[1:]))), flush=True)
@@ -520,7 +534,7 @@ def bench_shard(cfg):
     import sys
     from model import Transformer as T
     counts = [int(n) for n in str(cfg['shards']).split(',')]
-    n_params = T(shard_shape(cfg['quick'])).num_params()
+    n_params = T(shard_shape(cfg['shard_shape'])).num_params()
     specs = [(n, row) for procs, row in SHARD_ROWS for n in ([c for c in counts if c > 1] if procs == 'N' else [int(procs)])
              if procs == 'N' or int(procs) <= max(counts)]
     env = dict(os.environ, OMP_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='65536')
@@ -528,17 +542,18 @@ def bench_shard(cfg):
     for n, row in specs:
         args = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}',
                 os.path.abspath(__file__), '--case=shard', f'--shard_row={row}', f"--batch_size={cfg['batch_size']}",
-                f"--seq_len={cfg['seq_len']}", f"--train_iters={cfg['train_iters']}", f"--quick={cfg['quick']}"]
+                f"--seq_len={cfg['seq_len']}", f"--train_iters={cfg['train_iters']}", f"--shard_shape={cfg['shard_shape']}"]
         p = subprocess.run(args, capture_output=True, text=True, env=env)
         if p.returncode:
             raise RuntimeError(f"shard row {row} x {n} failed:\n{p.stderr[-2000:]}")
         ranks = [json.loads(line) for line in p.stdout.splitlines() if line.startswith('{')]
         worst = {k: max(r[k] for r in ranks) for k in ranks[0] if k != 'rank'}
-        rows.append(dict(case='shard', engine=row, processes=n, params=n_params, batch_size=cfg['batch_size'],
-                         seq_len=cfg['seq_len'], **worst))
+        rows.append(dict(case='shard', engine=row, processes=n, shape=cfg['shard_shape'], params=n_params,
+                         batch_size=cfg['batch_size'], seq_len=cfg['seq_len'], **worst))
     one = rows[0]
     for r in rows:
         r['state_vs_one_over_n'] = r['state_mib'] / (one['state_mib'] / r['processes'])
+        r['tensor_vs_one_over_n'] = r['state_tensor_mib'] / (one['state_tensor_mib'] / r['processes'])
         r['peak_vs_plan'] = r['peak_mib'] / r['plan_mib']
     return rows
 
@@ -579,7 +594,7 @@ def main(argv):
         cfg['train_iters'] = 3
     if cfg['quick']:  # tiny sizes; explicit --key=value options still win
         quick = dict(model='tiny', batch_size=4, seq_len=128, train_iters=3, prompt_len=32, gen_length=64,
-                     block_length=16, block_size=16, threads=1, vocabs='512,4096', rounds=1)
+                     block_length=16, block_size=16, threads=1, vocabs='512,4096', rounds=1, shard_shape='4x128')
         cfg.update({k: v for k, v in quick.items() if k not in given})
     check_ranges(cfg, RANGES, DEFAULTS)
     if cfg['contender'] not in ('', 'ours', 'full', 'hf'):
@@ -589,6 +604,8 @@ def main(argv):
         raise UserError(f"--vocabs={cfg['vocabs']!r}: give vocab sizes >= 2, comma-separated (one with --contender)")
     if not all(n.isdigit() and int(n) >= 1 for n in str(cfg['shards']).split(',')):
         raise UserError(f"--shards={cfg['shards']!r}: give process counts >= 1, comma-separated, e.g. 1,2,4")
+    if not re.fullmatch(r'[1-9][0-9]*x[1-9][0-9]*', str(cfg['shard_shape'])) or int(cfg['shard_shape'].split('x')[1]) % 64:
+        raise UserError(f"--shard_shape={cfg['shard_shape']!r}: give layers x width, the width a multiple of 64, e.g. 8x512")
     if cfg['shard_row'] not in ('',) + tuple(row for _, row in SHARD_ROWS):
         raise UserError(f"--shard_row={cfg['shard_row']!r} is unknown; use one of {', '.join(r for _, r in SHARD_ROWS)}")
     parse_dtype(cfg['dtype'])

@@ -2,7 +2,11 @@
 # sequences of 8192, five epochs whose S1:S2:S3 probabilities rise 1:1:5%, 5:5:10%, 10:10:15%,
 # 15:15:20%, 20:20:25%; masking='midtrain' runs them as five equal fifths of max_iters (with every
 # probability a real per-row probability; the released code turns S3 on for every batch).
-#   torchrun --standalone --nproc_per_node=8 train.py config/coda_midtrain.py
+# Memory per device as for stage 1 (the same shape and micro-batch; see coda_pretrain.py's --plan figures):
+# ddp 46.9 GB (80 GB GPUs, TPU v5p); --parallel=fsdp 19.7 GB on 8 x 24 GB GPUs; on a TPU v4-8
+# --device=xla --parallel=fsdp --batch_size=8 --grad_accum=32, 22.3 GB per chip.
+#   torchrun --standalone --nproc_per_node=8 train.py config/coda_midtrain.py                   # 8 x 80 GB GPUs
+#   torchrun --standalone --nproc_per_node=8 train.py config/coda_midtrain.py --parallel=fsdp   # 8 x 24 GB GPUs
 init_from = 'out-coda-pretrain'   # weights of stage 1 (a train.py out_dir); fresh optimizer and schedule
 model = '1.7B'                # the shape --plan assumes while init_from is not on disk yet
 out_dir = 'out-coda-midtrain'

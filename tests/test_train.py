@@ -200,17 +200,25 @@ def test_signal_during_checkpoint_write_keeps_it_whole(data, tmp_path, monkeypat
 
 
 def test_ddp_two_processes_equal_one(data, tmp_path):
-    one = run(data, tmp_path / 'one', max_iters=5, grad_accum=4, eval_interval=5)
+    """DDP over 2 gloo processes: the losses and val ELBO of one process; FSDP continues its checkpoint
+    exactly (the losses of an uninterrupted one-process run)."""
+    kw = dict(grad_accum=4, eval_interval=5, lr_decay_iters=7)
+    one = run(data, tmp_path / 'one', max_iters=7, **kw)
     env = dict(os.environ, OMP_NUM_THREADS='1')
     p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                        os.path.join(REPO, 'train.py'), *argv(max_iters=5, grad_accum=4, eval_interval=5,
+                        os.path.join(REPO, 'train.py'), *argv(max_iters=5, **kw,
                                                               dataset=data / 'pycode', out_dir=tmp_path / 'two')],
                        capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     two = [json.loads(line) for line in open(tmp_path / 'two' / 'log.jsonl')]
     assert [r['iter'] for r in two] == [1, 2, 3, 4, 5]  # rank 0 alone writes the log
-    assert losses(two) == pytest.approx(losses(one), rel=1e-5)
-    assert two[-1]['val_loss'] == pytest.approx(one[-1]['val_loss'], rel=1e-5)
+    assert losses(two) == pytest.approx(losses(one[:5]), rel=1e-5)
+    assert two[-1]['val_loss'] == pytest.approx(one[4]['val_loss'], rel=1e-5)
+    p = torchrun(2, out_dir=tmp_path / 'two', init_from='resume', max_iters=7, parallel='fsdp')
+    assert p.returncode == 0, p.stderr[-3000:]
+    resumed = [json.loads(line) for line in open(tmp_path / 'two' / 'log.jsonl')]
+    assert [r['iter'] for r in resumed] == list(range(1, 8))
+    assert losses(resumed) == pytest.approx(losses(one), rel=1e-5)
 
 
 def torchrun(n, **kw):
@@ -499,7 +507,8 @@ def test_xla_spmd_fsdp_on_4_devices_equals_one_device(data, tmp_path):
     p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', max_iters=2, **kw), env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert 'SPMD FSDP over 4 devices' in p.stdout and 'devices=[4,1]' in p.stdout  # embed_tokens (V, h): rows on 4 devices
-    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', init_from='resume', max_iters=4), env=env)
+    p = cli(*argv(device='xla', parallel='fsdp', out_dir=tmp_path / 'xla', init_from='resume', max_iters=4,
+                  eval_interval=4), env=env)  # (argv passes SMALL's eval_interval=0 otherwise)
     assert p.returncode == 0, p.stderr[-3000:]
     xla = [json.loads(line) for line in open(tmp_path / 'xla' / 'log.jsonl')]
     assert [r['iter'] for r in xla] == [1, 2, 3, 4]
