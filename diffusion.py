@@ -312,6 +312,7 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
     max_delete: int = 64             # varlen: at most this many delete targets after the middle
     merge_prob: float = 0.5          # varlen: probability that a pair of adjacent masks becomes one <|expand|>
     merge_static: float = 0.4        # varlen: fraction of rows using merge_prob as is (else scaled by 1 - masked fraction)
+    pool_deletes: bool = True        # varlen: a row's delete targets share one token's weight (DreamOn's weight_eos)
     attn_anneal_iters: int = 0       # AR adaptation (DiffuLLaMA): attention opens from causal to bidirectional over these steps
     block_schedule: str = ''         # objective=block (LLaDA 2.0): 'size@progress,...', e.g. '1@0,4@0.1,128@0.3,4@0.8'
 

@@ -194,12 +194,15 @@ def span_nats(model, tok, pre, ans, suf, mode, n_samples=8, generator=None):
 # -----------------------------------------------------------------------------
 # filling
 
-def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator):
-    """Generate the hole's text -> (fill text, generate's info)."""
+def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator, varlen_model=False):
+    """Generate the hole's text -> (fill text, generate's info). varlen_model (trained with varlen_rate > 0):
+    a hole of fixed length is a canvas that cannot grow (DreamOn's fixed-length decoding: <|expand|> never
+    proposed, a delete ends the middle), decoded as the variable-length rows are."""
     import sampling
     kw = sampler_kwargs(cfg, model)
-    if mode == 'diffusion' and cfg.get('variable_length'):  # DreamOn: the canvas finds the length
-        kw.update(gen_length=cfg['max_hole'], suffix=[suf], variable_length=True, canvas=cfg['canvas'],
+    if mode == 'diffusion' and (cfg.get('variable_length') or varlen_model):  # DreamOn: the canvas finds the length
+        canvas, most = (cfg['canvas'], cfg['max_hole']) if cfg.get('variable_length') else (cfg['hole_length'] or ans_len,) * 2
+        kw.update(gen_length=most, suffix=[suf], variable_length=True, canvas=canvas,
                   expand_id=tok.expand_id, delete_id=tok.pad_id)
         kw.pop('block_length'), kw.pop('steps'), kw.pop('schedule')
         out, info = sampling.generate(model, [pre], **kw, pad_id=tok.pad_id, generator=generator)
@@ -244,6 +247,14 @@ def eval_infill(cfg, model, tok, train_cfg):
     if mode == 'fim' and max(tok.fim_ids) >= model.config.vocab_size:
         raise UserError("the model's vocab has no FIM sentinels; use --infill_mode=prefix")
     ctx = cfg['ctx_len'] or train_cfg.get('seq_len') or 512
+    if varlen:  # the model, the canvas and the context, before any hole
+        from eval import sampler_kwargs
+        from varlen import check_varlen
+        check_varlen(model, cfg['canvas'], cfg['max_hole'], None, tok.expand_id, tok.pad_id,
+                     sampler_kwargs(cfg, model)['cache'], cfg['alg'], 0, 0)
+        if cfg['max_hole'] + 2 > ctx:
+            raise UserError(f"--max_hole={cfg['max_hole']} leaves no room for the prefix and suffix in the context of "
+                            f"{ctx} tokens (--ctx_len, default the training length); lower --max_hole")
     g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
     per, nats, n_bytes, nfe, gen_tok, secs = [], 0.0, 0, 0, 0, 0.0
     for t in tqdm(tasks, desc=f'{cfg["task"]} ({mode})', disable=bool(baseline)):
@@ -255,7 +266,8 @@ def eval_infill(cfg, model, tok, train_cfg):
             gen = cfg['max_hole'] if varlen else len(ans) if mode == 'diffusion' and not cfg['hole_length'] \
                 else cfg['hole_length'] or len(ans) + 16
             p, s = context(pre, suf, ctx, gen, mode != 'prefix', extra=3 if mode == 'fim' else 0)
-            rec['fill'], info = fill_hole(model, tok, p, s, len(ans), mode, cfg, g)
+            rec['fill'], info = fill_hole(model, tok, p, s, len(ans), mode, cfg, g,
+                                          varlen_model=(train_cfg or {}).get('varlen_rate', 0) > 0)
             made = info['gen_length'] if mode == 'diffusion' else info['nfe']  # AR: one token per forward
             nfe, gen_tok, secs = nfe + info['nfe'], gen_tok + made, secs + info['seconds']
             if cfg['cond_samples']:  # the likelihood of the true span in the same context

@@ -263,8 +263,11 @@ def main(argv):
         raise UserError(f"--canvas={args.canvas} is above --max_hole={args.max_hole}; start from fewer masks or raise the maximum")
     if args.variable_length and kind != 'bidirectional':
         raise UserError(f"--variable_length needs a bidirectional diffusion model; this checkpoint is {kind}")
-    if args.variable_length:  # the hole's maximum takes gen_length's place
+    if args.variable_length:  # the hole's maximum takes gen_length's place; the checks before any warning
         args.gen_length = args.max_hole
+        from varlen import check_varlen
+        check_varlen(model, args.canvas, args.max_hole, None, tok.expand_id, tok.pad_id, args.cache or 'none', args.alg,
+                     len(ids), len(suffix or []))
     if suffix and kind == 'block':
         warnings.warn("block models see the suffix only from the last block; infilling wants a bidirectional model")
     n = len(ids) + args.gen_length + len(suffix or [])

@@ -13,6 +13,9 @@ adjacent masked pairs are merged into one mask whose target is <|expand|> with p
 
   p = merge_prob (1 - masked / |middle|)   ('dynamic_inverse'),  or merge_prob in 40% of rows ('static').
 
+A row's deletes share one token's weight (pool_deletes, DreamOn's weight_eos), so the slots before the
+suffix are not the sampler's most confident commits (docs/objectives.md, step 5).
+
 Sampling (generate_varlen, = sampling.generate(..., variable_length=True)): the hole starts as a
 canvas of k masks; each step commits the most confident slot(s) as generate does, then a committed
 <|expand|> becomes two masks and a committed delete leaves the canvas (with truncate, DreamOn's
@@ -33,15 +36,16 @@ from sampling import as_rows, check_tokens, gumbel, left_pad, propose, top_ranks
 # training rows
 
 
-def varlen_middle(mid, m, t, u_mask, u_merge, p_merge, *, mask_id, expand_id):
+def varlen_middle(mid, m, t, u_mask, u_merge, p_merge, *, mask_id, expand_id, w_delete=1.0):
     """A middle of m real tokens followed by its delete targets -> canvas (input, target, weight) lists.
     Each real token is masked with probability t, every delete target always. Then, left to right,
     a masked real token and the masked real token after it become ONE masked slot with target
     <|expand|>, with probability p_merge; the pairs never overlap (DreamOn's loop lets a merged-away
     position merge again, so one slot could stand for three tokens), so splitting each expand into
     two masks and dropping the deletes restores the middle's m positions. Weights are 1 / P(masked):
-    1/t for a real token, 2/t for an expand (two real tokens), 1 for a delete, 0 for visible tokens;
-    their expected sum is len(mid), the row's normaliser (uniform logits: the loss is log V)."""
+    1/t for a real token, 2/t for an expand (two real tokens), w_delete for a delete, 0 for visible
+    tokens; their expected sum is m + w_delete (len(mid) - m), the row's normaliser (uniform logits:
+    the loss is log V)."""
     masked = [k >= m or u_mask[k] < t for k in range(len(mid))]
     inp, tgt, w, k = [], [], [], 0
     while k < len(mid):
@@ -50,7 +54,7 @@ def varlen_middle(mid, m, t, u_mask, u_merge, p_merge, *, mask_id, expand_id):
             k += 2
         else:
             inp.append(mask_id if masked[k] else mid[k]), tgt.append(mid[k])
-            w.append(0.0 if not masked[k] else 1 / t if k < m else 1.0)
+            w.append(0.0 if not masked[k] else 1 / t if k < m else w_delete)
             k += 1
     return inp, tgt, w
 
@@ -66,17 +70,23 @@ def varlen_row(row, lo, hi, t, u, *, opts, mask_id, expand_id, delete_id):
     row[lo:hi] is cut as FIM cuts it (fim_cut) into prefix | middle | suffix; the middle gets D delete
     targets, D ~ U{0..min(max_delete, L - j)} (they must fit the row), and becomes a varlen_middle canvas;
     the row is cut back to L (the suffix's end falls off) or filled with pads (never scored).
-    n = the middle's length with its deletes. u: 5 + 2L uniform draws (u[4] is varlen_rows')."""
+    pool_deletes (DreamOn's weight_eos): the D deletes share the weight of one token, 1/D each, so
+    "delete" is learned as one token's worth, not D, and is not the sampler's easiest commit.
+    n = the expected weight sum, the row's normaliser: m + 1 (pooled, D > 0) or m + D.
+    u: 5 + 2L uniform draws (u[4] is varlen_rows')."""
     L = len(row)
     i, j = fim_cut(hi - lo, u[0], u[1])
     i, j = i + lo, j + lo
-    mid = row[i:j] + [delete_id] * int(u[2] * (min(opts.max_delete, L - j) + 1))
+    d = int(u[2] * (min(opts.max_delete, L - j) + 1))
+    mid = row[i:j] + [delete_id] * d
     n_masked = sum(x < t for x in u[5:5 + j - i])
     p = merge_rate(opts, n_masked, len(mid), static=u[3] < opts.merge_static)
-    inp, tgt, w = varlen_middle(mid, j - i, t, u[5:5 + L], u[5 + L:], p, mask_id=mask_id, expand_id=expand_id)
+    w_delete = 1 / d if opts.pool_deletes and d else 1.0  # DreamOn's weight_eos: the deletes weigh one token
+    inp, tgt, w = varlen_middle(mid, j - i, t, u[5:5 + L], u[5 + L:], p, mask_id=mask_id, expand_id=expand_id,
+                                w_delete=w_delete)
     fit = lambda s, fill: (s + [fill] * L)[:L]
     return (fit(row[:i] + inp + row[j:], delete_id), fit(row[:i] + tgt + row[j:], delete_id),
-            fit([0.0] * i + w, 0.0), len(mid))
+            fit([0.0] * i + w, 0.0), j - i + d * w_delete)
 
 
 def varlen_rows(x0, xt, weight, scale, *, opts, step, mask_id, expand_id, delete_id, eos_id, prompt_len, generator):

@@ -9,6 +9,8 @@ and tokens per forward.
 
   python -m experiments.run varlen --runs=DIR --n_infill=100 --n_he=1033
   python -m experiments.run varlen --runs=DIR --only=ar_fim    # add a run, keep the other rows
+  python -m experiments.run varlen --runs=DIR --sampler='--temperature=0.2 --top_p=0.9'   # DreamOn's decoder
+Canvases above --max_hole are left out.
 """
 CANVASES = (4, 16, 64)
 COLS = ['run', 'fill', 'task', 'tasks', 'exact_match', 'edit_similarity', 'parse_rate', 'pass@1', 'length_error',
@@ -18,11 +20,15 @@ METRICS = ('tasks', 'mode', 'hole_length', 'exact_match', 'edit_similarity', 'pa
 
 
 def fills(cfg, name):
-    """(label, eval.py flags) of each way this run fills a hole."""
+    """(label, eval.py flags) of each way this run fills a hole; --sampler's flags (e.g. DreamOn's
+    '--temperature=0.2 --top_p=0.9') go to every row."""
     if name == 'varlen':
-        return ([(f'canvas {c} (variable)', ['--variable_length', f'--canvas={c}', f"--max_hole={cfg['max_hole']}"])
-                 for c in CANVASES] + [('oracle length', ['--hole_length=0']), ('fixed 32', ['--hole_length=32'])])
-    return [('AR + FIM' if name == 'ar_fim' else 'AR prefix-only', [])]
+        out = ([(f'canvas {c} (variable)', ['--variable_length', f'--canvas={c}', f"--max_hole={cfg['max_hole']}"])
+                for c in CANVASES if c <= cfg['max_hole']] + [('oracle length', ['--hole_length=0']),
+                                                              ('fixed 32', ['--hole_length=32'])])
+    else:
+        out = [('AR + FIM' if name == 'ar_fim' else 'AR prefix-only', [])]
+    return [(label, flags + cfg['sampler'].split()) for label, flags in out]
 
 
 def table(cfg, X):
@@ -46,5 +52,5 @@ def table(cfg, X):
             ax.bar(range(len(part)), [100 * r['edit_similarity'] for r in part])
             ax.set_xticks(range(len(part)), [r['fill'] for r in part], rotation=45, ha='right', fontsize=7)
             ax.set_ylabel('edit similarity (%)'), ax.set_title('stdlib holes' if task == 'infill' else 'HumanEval single-line')
-    X.save(cfg, 'varlen', dict(rows=rows, n_infill=cfg['n_infill'], n_he=cfg['n_he'], max_hole=cfg['max_hole']), plot,
-           panels=2)
+    X.save(cfg, 'varlen', dict(rows=rows, n_infill=cfg['n_infill'], n_he=cfg['n_he'], max_hole=cfg['max_hole'],
+                               sampler=cfg['sampler'] or 'greedy, alg=entropy'), plot, panels=2)

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import random
+import re
 
 import pytest
 import torch
@@ -47,7 +48,8 @@ def test_middle_rebuilds_exactly():
         mid = [rng.randrange(50) for _ in range(m)] + [PAD] * d
         t, p = rng.uniform(0.05, 1), rng.choice([0.0, 0.5, 1.0])
         u_mask, u_merge = [rng.random() for _ in mid], [rng.random() for _ in mid]
-        inp, tgt, w = VL.varlen_middle(mid, m, t, u_mask, u_merge, p, mask_id=MASK, expand_id=EXPAND)
+        wd = rng.choice([1.0, 1 / max(d, 1)])
+        inp, tgt, w = VL.varlen_middle(mid, m, t, u_mask, u_merge, p, mask_id=MASK, expand_id=EXPAND, w_delete=wd)
         back = rebuild(inp, tgt)
         masked = [u < t for u in u_mask[:m]]
         assert len(back) == m  # exactly the middle's positions
@@ -57,8 +59,26 @@ def test_middle_rebuilds_exactly():
         n_exp = tgt.count(EXPAND)
         assert len(inp) == m + d - n_exp and inp.count(MASK) == sum(masked) - n_exp + d
         # weights: 1/P(masked), an expand counts its two tokens
-        assert sum(w) == pytest.approx(sum(masked) / t + d)
+        assert sum(w) == pytest.approx(sum(masked) / t + d * wd)
         assert all((wi > 0) == (i == MASK) for wi, i in zip(w, inp))
+
+
+@pytest.mark.parametrize('pool', [True, False])
+def test_pooled_deletes_weigh_one_token(pool):
+    # pool_deletes (DreamOn's weight_eos): a row's D deletes weigh 1/D each and the normaliser counts them as one
+    o, L, g = opts(max_delete=20, pool_deletes=pool), 40, gen(5)
+    seen = set()
+    for _ in range(200):
+        u = torch.rand(5 + 2 * L, generator=g).tolist()
+        inp, tgt, w, n = VL.varlen_row(list(range(L)), 0, L, 0.5, u, opts=o, mask_id=MASK, expand_id=EXPAND,
+                                       delete_id=PAD)
+        d = sum(1 for i, t in zip(inp, tgt) if i == MASK and t == PAD)
+        m = n - (min(d, 1) if pool else d)
+        assert m == int(m) and 0 <= m <= L  # n = the middle's length + one token (pooled) or D
+        w_del = [wi for i, t, wi in zip(inp, tgt, w) if i == MASK and t == PAD]
+        assert sum(w_del) == pytest.approx(min(d, 1) if pool else d)
+        seen.add(d > 1)
+    assert seen == {True, False}
 
 
 def test_merge_schedules():
@@ -243,6 +263,33 @@ def test_shifted_logits_read_the_position_before():
     assert info['middles'] == [[22, 23, 24]]
 
 
+def test_first_commit_reads_the_training_logits():
+    # a shifted model in a left-padded batch: the first slot the sampler commits, and its token, are the
+    # lowest-entropy masked slot of the aligned logits the training loss reads (diffusion.predict)
+    m = tiny(1)
+    prompts, suffix, k = [[8, 9], [1, 2, 3, 4, 5, 6, 7]], [10, 11, 12], 5  # row 0 (the callback's) is padded
+    steps = []
+    _, info = run(m, prompts, [suffix] * 2, canvas=k, gen_length=k, alg='entropy', truncate=False,
+                  callback=lambda s: steps.append(s))
+    x = torch.tensor([prompts[0] + [MASK] * k + suffix])
+    with torch.no_grad():
+        aligned = D.predict(m, x)[0, len(prompts[0]):len(prompts[0]) + k]
+        raw = m(x)[0, len(prompts[0]):len(prompts[0]) + k]  # what an unshifted sampler would read
+    def first_commit(logits):
+        logits = logits.clone()
+        logits[:, [MASK, EXPAND]] = float('-inf')
+        p = logits.softmax(-1)
+        slot = int(torch.xlogy(p, p).sum(-1).argmax())
+        return slot, int(p[slot].argmax())
+    slot, tok = first_commit(aligned)
+    assert first_commit(raw) != (slot, tok)  # the shift matters here, so the check below can fail
+    born = steps[0]['born']
+    if tok == PAD:  # a delete leaves the canvas (no truncate): one slot fewer, the others still masked
+        assert len(steps[0]['canvas']) == k - 1 and born == [-1] * (k - 1)
+    else:
+        assert born.index(1) == slot and steps[0]['canvas'][slot] == tok
+
+
 def tiny(seed=0):
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -318,3 +365,61 @@ def test_bad_input_one_line():
         run(m, [[1]], [[2]], cache='prefix')
     with pytest.raises(TypeError):
         generate(m, [[1]], canvas=3)  # varlen options without variable_length
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    """sample.py and eval.py, --variable_length: a model without <|expand|>, a canvas above the maximum,
+    a maximum beyond the context: each one `error:` line on stderr and exit status 1."""
+    import subprocess
+    import sys
+    from dataclasses import asdict
+    from model import make_config
+    from tokenizer import load_tokenizer
+    tok = load_tokenizer('bytes')
+    for name, vocab in (('plain', tok.expand_id), ('varlen', tok.expand_id + 1)):  # 'plain': no expand row
+        cfg = make_config('tiny', attention='bidirectional', vocab_size=vocab, mask_token_id=tok.mask_id)
+        torch.manual_seed(0)
+        os.makedirs(tmp_path / name)
+        torch.save(dict(model=Transformer(cfg).state_dict(), model_config=asdict(cfg), train_config={'seq_len': 64},
+                        tokenizer='bytes', iter_num=0, optimizer={}, rng={}, best_val_loss=0.0), tmp_path / name / 'ckpt.pt')
+        n_ctx = cfg.max_position_embeddings
+    infill = ['--prompt=def f(x):\n', '--suffix=\n    return y\n', '--variable_length']
+    he = ['--task=humaneval_infill', '--limit=1', '--cond_samples=0', '--variable_length']
+    cases = [('sample.py', ['--ckpt=' + str(tmp_path / 'plain'), *infill], 'never trained with expand tokens'),
+             ('sample.py', ['--ckpt=' + str(tmp_path / 'varlen'), *infill, '--canvas=65'], '--canvas=65 is above --max_hole=64'),
+             ('sample.py', ['--ckpt=' + str(tmp_path / 'varlen'), *infill, f'--max_hole={n_ctx}'], "exceeds the model's context"),
+             ('eval.py', ['--ckpt=' + str(tmp_path / 'plain'), *he], 'never trained with expand tokens'),
+             ('eval.py', ['--ckpt=' + str(tmp_path / 'varlen'), *he, '--canvas=65'], 'initial canvas of 65 masks'),
+             ('eval.py', ['--ckpt=' + str(tmp_path / 'varlen'), *he, '--max_hole=64'], 'leaves no room')]
+    import eval as E
+    import sample as S
+    for script, args, want in cases:  # in-process: main raises what the entry point prints as that one line
+        with pytest.raises(UserError, match=re.escape(want)):
+            (S if script == 'sample.py' else E).main(args)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen([sys.executable, script, *args], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ, OMP_NUM_THREADS='1')) for script, args, _ in cases[::3]]
+    for p, (script, args, want) in zip(procs, cases[::3]):  # the command line: that line alone, exit status 1
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 1 and err.count('\n') == 1 and err.startswith('error: ') and want in err, (script, args, err)
+
+
+def test_fixed_hole_of_a_varlen_model_never_expands():
+    # eval: a model trained with varlen_rate > 0 fills a hole of fixed length as a canvas that cannot grow,
+    # so its fill never holds <|expand|> (which would decode as text) and is at most that long
+    import eval as E
+    from eval_infill import fill_hole
+    from model import make_config
+    from tokenizer import load_tokenizer
+    tok = load_tokenizer('bytes')
+    cfg = make_config('tiny', attention='bidirectional', vocab_size=tok.expand_id + 1, mask_token_id=tok.mask_id)
+    torch.manual_seed(0)
+    m = Transformer(cfg).eval()
+    with torch.no_grad():
+        m.lm_head.weight[tok.expand_id] *= 50  # expand everywhere, if it could
+    ecfg = dict(E.DEFAULTS, hole_length=6)
+    pre, suf = tok.encode('def f(x):\n'), tok.encode('\n    return y\n')
+    fill, info = fill_hole(m, tok, pre, suf, 3, 'diffusion', ecfg, gen(), varlen_model=True)
+    assert '<|expand|>' not in fill and info['expansions'] == 0 and info['lengths'][0] <= 6
+    fill, info = fill_hole(m, tok, pre, suf, 3, 'diffusion', ecfg, gen(), varlen_model=False)
+    assert '<|expand|>' in fill  # the plain fixed-length sampler would write it
