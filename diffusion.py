@@ -3,7 +3,7 @@ Training objectives and likelihood bounds of nanoCoDA, each next to the formula 
 After the logit shift, the textbook: LLaDA's forward process and loss (forward_process, diffusion_loss),
 which every diffusion objective trains through; then training_loss and one function per objective: mdm
 (CoDA's S1/S2/S3, Seed Diffusion's edits), block (BD3-LM), sft (LLaDA), ar (next-token CE; FIM: fim.py),
-DreamOn's variable-length rows an option of mdm and sft (varlen.py); the ELBO; the machinery last.
+DreamOn's variable-length rows an option of mdm and sft (fim.varlen_rows); the ELBO; the machinery last.
 
 Logit-shift convention (decided once, here; training, ELBO and the sampler all use it):
 model(idx) returns RAW logits, row i computed at position i. predict() returns ALIGNED logits:
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from cli import UserError
+from fim import varlen_rows
 from model import Context, block_diffusion_mask
 
 
@@ -154,11 +155,11 @@ def training_loss(model, x0, *, objective, opts, progress, step, generator=None,
     else:  # sft; a block model trains it in the block layout
         batch = sft_batch(x0, prompt_len, progress=progress, block_size=cfg.block_size if block else None, **common)
     xt, masked, weight, scale = batch
-    if opts.varlen_rate > 0:  # DreamOn rows replace some of the rows above (varlen.py)
-        from varlen import varlen_rows
+    if opts.varlen_rate > 0:  # DreamOn rows replace some of the rows above (fim.varlen_rows)
         x0, xt, weight, scale, _ = varlen_rows(x0, xt, weight, scale, opts=opts, step=step, mask_id=mask_id,
                                                expand_id=expand_id, delete_id=pad_id, eos_id=eos_id,
-                                               prompt_len=prompt_len, generator=generator)
+                                               prompt_len=prompt_len, generator=generator,
+                                               noise_level=noise_level)
     # while an AR model is being adapted its attention opens gradually (drawn last: the corruption is the same)
     attn = anneal_mask(L, step, opts, generator, x0.device) if cfg.attention == 'bidirectional' else None
     loss = diffusion_loss(model, xt, x0, weight, scale, block=block, attn_mask=attn)
@@ -385,7 +386,7 @@ def masking_probs(opts, progress):
 
 def uniform(shape, generator, device, dtype=torch.float32):
     """U[0, 1) drawn on the generator's device (the CPU by convention) and moved to device: the same
-    draws on every device. The samplers draw float64 (sampling.gumbel), the losses float32."""
+    draws on every device. The samplers draw float64 (denoise.gumbel), the losses float32."""
     gdev = generator.device if generator is not None else 'cpu'
     return torch.rand(shape, generator=generator, device=gdev, dtype=dtype).to(device)
 

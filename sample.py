@@ -280,13 +280,16 @@ def main(argv):
         warnings.warn(f"{n} tokens is longer than the {trained} the model was trained on; expect worse samples")
     cache = args.cache or ('none' if kind == 'bidirectional' else 'prefix')
     generator = torch.Generator().manual_seed(args.seed)  # CPU generator: same samples on every device
-    frames = []
-    callback = live_display(tok) if args.show else recorder(frames) if args.frames else None
-    if args.variable_length and args.frames:  # the canvas of sample 0 after each step, and when each slot was committed
-        frames.append((0, 0, args.canvas, None))
-        callback = lambda s: frames.append((s['nfe'], s['nfe'], s['canvas'], s['born']))
     varlen = dict(variable_length=True, canvas=args.canvas, expand_id=tok.expand_id, delete_id=tok.pad_id) \
         if args.variable_length else {}
+    fixed_hole = suffix is not None and not args.variable_length and model.train_config.get('varlen_rate', 0) > 0
+    if fixed_hole:  # a varlen model's fixed hole: a canvas that cannot grow (DreamOn's fixed-length decoding)
+        varlen = dict(variable_length=True, canvas=args.gen_length, expand_id=tok.expand_id, delete_id=tok.pad_id)
+    frames = []
+    callback = live_display(tok) if args.show else recorder(frames) if args.frames else None
+    if varlen and args.frames:  # the canvas of sample 0 after each step, and when each slot was committed
+        frames.append((0, 0, varlen['canvas'], None))
+        callback = lambda s: frames.append((s['nfe'], s['nfe'], s['canvas'], s['born']))
     out, info = generate(model, [ids] * args.num_samples, gen_length=args.gen_length, block_length=args.block_length,
                          steps=args.steps, alg=args.alg, temperature=args.temperature, top_p=args.top_p,
                          top_k=args.top_k, alg_temp=args.alg_temp, threshold=args.threshold, factor=args.factor,
@@ -296,12 +299,12 @@ def main(argv):
         sys.stdout.write('\x1b[2J\x1b[H')
     P = len(ids)
     for r, row in enumerate(out.tolist()):
-        gen = info['middles'][r] if args.variable_length else row[P:P + args.gen_length]
+        gen = info['middles'][r] if varlen else row[P:P + args.gen_length]
         stop = [j for j, t in enumerate(gen) if t in (tok.eos_id, tok.pad_id)] if not args.no_eos else []
         text = tok.decode(gen[:stop[0]] if stop else gen)
         print(prompt_text + text + (suffix_text or ''))
         print('-' * 40)
-    if args.frames and args.variable_length:
+    if args.frames and varlen:
         save_frames(args.frames, canvas_segments(tok, frames, ids, suffix or [], cfg.mask_token_id, args.n_frames))
         print(f"saved {args.frames}: {args.n_frames} snapshots of sample 0's canvas")
     elif args.frames:
@@ -310,8 +313,8 @@ def main(argv):
         save_frames(args.frames, frame_segments(tok, frames, ids, start, start + args.gen_length, hole, args.n_frames))
         print(f"saved {args.frames}: {args.n_frames} snapshots of sample 0's denoising")
     mode = 'AR' if kind == 'causal' else f"{args.alg}, block {info['block_length']}"
-    if args.variable_length:
-        mode = (f"{args.alg}, variable length from {args.canvas} masks: middles of {info['lengths']} tokens after "
+    if varlen:
+        mode = (f"{args.alg}, variable length from {varlen['canvas']} masks: middles of {info['lengths']} tokens after "
                 f"{info['expansions']} expansions and {info['deletions']} deletions")
     print(f"{kind} model, {mode}, cache {cache}: {info['nfe']} forward passes (NFE), "
           f"{info['tokens_per_s']:.1f} tokens/s, {info['seconds']:.2f} s, steps per block {info['steps_per_block']}")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from model import Transformer, make_config
-from sampling import choose, generate, step_counts
+from denoise import choose, step_counts
+from sampling import generate
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 

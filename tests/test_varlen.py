@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 import diffusion as D
+import fim as FIM
 import varlen as VL
 from head import cross_entropy
 from model import ModelConfig, Transformer, UserError
@@ -49,7 +50,7 @@ def test_middle_rebuilds_exactly():
         t, p = rng.uniform(0.05, 1), rng.choice([0.0, 0.5, 1.0])
         u_mask, u_merge = [rng.random() for _ in mid], [rng.random() for _ in mid]
         wd = rng.choice([1.0, 1 / max(d, 1)])
-        inp, tgt, w = VL.varlen_middle(mid, m, t, u_mask, u_merge, p, mask_id=MASK, expand_id=EXPAND, w_delete=wd)
+        inp, tgt, w = FIM.varlen_middle(mid, m, t, u_mask, u_merge, p, mask_id=MASK, expand_id=EXPAND, w_delete=wd)
         back = rebuild(inp, tgt)
         masked = [u < t for u in u_mask[:m]]
         assert len(back) == m  # exactly the middle's positions
@@ -70,7 +71,7 @@ def test_pooled_deletes_weigh_one_token(pool):
     seen = set()
     for _ in range(200):
         u = torch.rand(5 + 2 * L, generator=g).tolist()
-        inp, tgt, w, n = VL.varlen_row(list(range(L)), 0, L, 0.5, u, opts=o, mask_id=MASK, expand_id=EXPAND,
+        inp, tgt, w, n = FIM.varlen_row(list(range(L)), 0, L, 0.5, u, opts=o, mask_id=MASK, expand_id=EXPAND,
                                        delete_id=PAD)
         d = sum(1 for i, t in zip(inp, tgt) if i == MASK and t == PAD)
         m = n - (min(d, 1) if pool else d)
@@ -83,8 +84,8 @@ def test_pooled_deletes_weigh_one_token(pool):
 
 def test_merge_schedules():
     o = opts(merge_prob=0.5)
-    assert VL.merge_rate(o, 30, 40, static=True) == 0.5
-    assert VL.merge_rate(o, 30, 40, static=False) == pytest.approx(0.5 * (1 - 30 / 40))  # dynamic_inverse
+    assert FIM.merge_rate(o, 30, 40, static=True) == 0.5
+    assert FIM.merge_rate(o, 30, 40, static=False) == pytest.approx(0.5 * (1 - 30 / 40))  # dynamic_inverse
     # all masked (t = 1) and no deletes: dynamic rows never merge, static rows (40%) merge pairs at p = 0.5
     o = opts(merge_prob=0.5, merge_static=0.4, max_delete=0, eps=1.0)
     rows, merged, pairs = 0, 0, []
@@ -93,7 +94,7 @@ def test_merge_schedules():
     for _ in range(400):
         u = torch.rand(5 + 2 * L, generator=g).tolist()
         u[0], u[1] = 0.0, 0.999  # the whole row is the middle
-        inp, tgt, w, n = VL.varlen_row(list(range(L)), 0, L, 1.0, u, opts=o, mask_id=MASK, expand_id=EXPAND, delete_id=PAD)
+        inp, tgt, w, n = FIM.varlen_row(list(range(L)), 0, L, 1.0, u, opts=o, mask_id=MASK, expand_id=EXPAND, delete_id=PAD)
         rows += 1
         k = tgt.count(EXPAND)
         merged += k > 0
@@ -111,9 +112,10 @@ def test_delete_count_and_row_rate():
     counts, deletes = [], []
     for _ in range(20):
         w0 = torch.zeros(64, L)
-        x, xt, w, scale, changed = VL.varlen_rows(x0, x0.clone(), w0, 1 / (64 * L), step=0, mask_id=MASK,
+        x, xt, w, scale, changed = FIM.varlen_rows(x0, x0.clone(), w0, 1 / (64 * L), step=0, mask_id=MASK,
                                                   opts=opts(varlen_rate=0.5, max_delete=8), expand_id=EXPAND,
-                                                  delete_id=PAD, eos_id=EOS, prompt_len=None, generator=g)
+                                                  delete_id=PAD, eos_id=EOS, prompt_len=None, generator=g,
+                                                  noise_level=D.noise_level)
         counts.append(changed.float().mean().item())
         for b in range(64):
             if changed[b]:
@@ -133,9 +135,9 @@ def test_rows_keep_the_context_and_stay_in_one_document():
     g, L = gen(3), 40
     x0 = torch.randint(0, 50, (32, L), generator=g)
     x0[:, 20] = EOS  # two documents per row
-    x, xt, w, _, _ = VL.varlen_rows(x0, x0.clone(), torch.zeros(32, L), 1.0, opts=opts(max_delete=4), step=0,
+    x, xt, w, _, _ = FIM.varlen_rows(x0, x0.clone(), torch.zeros(32, L), 1.0, opts=opts(max_delete=4), step=0,
                                  mask_id=MASK, expand_id=EXPAND, delete_id=PAD, eos_id=EOS, prompt_len=None,
-                                 generator=g)
+                                 generator=g, noise_level=D.noise_level)
     for b in range(32):
         hole = (xt[b] == MASK).nonzero().flatten().tolist()
         if not hole:
@@ -391,7 +393,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
              ('eval.py', ['--ckpt=' + str(tmp_path / 'plain'), *he], 'never trained with expand tokens'),
              ('eval.py', ['--ckpt=' + str(tmp_path / 'varlen'), *he, '--canvas=65'], 'initial canvas of 65 masks'),
              ('eval.py', ['--ckpt=' + str(tmp_path / 'varlen'), *he, '--max_hole=64'], 'leaves no room')]
-    import eval as E
+    import evaluation as E
     import sample as S
     for script, args, want in cases:  # in-process: main raises what the entry point prints as that one line
         with pytest.raises(UserError, match=re.escape(want)):
@@ -407,7 +409,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
 def test_fixed_hole_of_a_varlen_model_never_expands():
     # eval: a model trained with varlen_rate > 0 fills a hole of fixed length as a canvas that cannot grow,
     # so its fill never holds <|expand|> (which would decode as text) and is at most that long
-    import eval as E
+    import evaluation as E
     from eval_infill import fill_hole
     from model import make_config
     from tokenizer import load_tokenizer
@@ -423,3 +425,24 @@ def test_fixed_hole_of_a_varlen_model_never_expands():
     assert '<|expand|>' not in fill and info['expansions'] == 0 and info['lengths'][0] <= 6
     fill, info = fill_hole(m, tok, pre, suf, 3, 'diffusion', ecfg, gen(), varlen_model=False)
     assert '<|expand|>' in fill  # the plain fixed-length sampler would write it
+
+
+@pytest.mark.parametrize('varlen_rate', [0.5, 0.0])
+def test_sample_py_fixed_hole_of_a_varlen_model_never_expands(tmp_path, capsys, varlen_rate):
+    # sample.py --suffix without --variable_length: a varlen model's hole of --gen_length is a canvas that
+    # cannot grow, so <|expand|> never reaches the printed text (a model without varlen rows samples as before)
+    from dataclasses import asdict
+    import sample as S
+    from model import make_config
+    from tokenizer import load_tokenizer
+    tok = load_tokenizer('bytes')
+    cfg = make_config('tiny', attention='bidirectional', vocab_size=tok.expand_id + 1, mask_token_id=tok.mask_id)
+    torch.manual_seed(0)
+    m = Transformer(cfg)
+    with torch.no_grad():
+        m.lm_head.weight[tok.expand_id] *= 50  # expand everywhere, if it could
+    torch.save(dict(model=m.state_dict(), model_config=asdict(cfg), train_config={'seq_len': 64, 'varlen_rate': varlen_rate},
+                    tokenizer='bytes', iter_num=0, optimizer={}, rng={}, best_val_loss=0.0), tmp_path / 'ckpt.pt')
+    S.main(['--ckpt=' + str(tmp_path), '--prompt=def f(x):\n', '--suffix=\n    return y\n', '--gen_length=6', '--steps=6'])
+    out = capsys.readouterr().out
+    assert ('<|expand|>' in out) == (varlen_rate == 0)
