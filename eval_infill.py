@@ -248,7 +248,6 @@ def eval_infill(cfg, model, tok, train_cfg):
         raise UserError("the model's vocab has no FIM sentinels; use --infill_mode=prefix")
     ctx = cfg['ctx_len'] or train_cfg.get('seq_len') or 512
     if varlen:  # the model, the canvas and the context, before any hole
-        from eval import sampler_kwargs
         from varlen import check_varlen
         check_varlen(model, cfg['canvas'], cfg['max_hole'], None, tok.expand_id, tok.pad_id,
                      sampler_kwargs(cfg, model)['cache'], cfg['alg'], 0, 0)
