@@ -21,8 +21,8 @@ import os
 import time
 
 from cli import UserError
-from experiments.run import (RUNS, evaluate, find_run, fimprobe_rows, markdown, pick, read_checkpoint, read_log, save, train_info,
-                             val_windows, left_to_right_nats, tokens_to_reach)
+from experiments.common import (RUNS, evaluate, find_run, fimprobe_rows, left_to_right_nats, markdown, pick, read_checkpoint,
+                                read_log, save, tokens_to_reach, train_info, val_windows)
 
 ADAPT = ['config/toy_adapt.py', '--init_from=out-toy-ar2000']
 ARMS = {  # name: (out_dir, train.py args)
@@ -62,7 +62,7 @@ def json_ckpt(path):  # a damaged ckpt.pt is one error line (run.read_checkpoint
 def likelihoods(path, n_windows=64, samples=8):
     """(val ELBO, exact left-to-right NLL) in bits/byte over n_windows val windows of the training length. AR:
     both are its exact NLL. Diffusion: the ELBO averages over unmasking orders; the left-to-right NLL is one
-    order's exact likelihood (experiments/run.py left_to_right_nats), comparable with AR's."""
+    order's exact likelihood (experiments/common.py left_to_right_nats), comparable with AR's."""
     import torch
     from diffusion import elbo
     model, _, docs = val_windows(path, n_windows, model_len(path))

@@ -12,6 +12,8 @@ and tokens per forward.
   python -m experiments.run varlen --runs=DIR --sampler='--temperature=0.2 --top_p=0.9'   # DreamOn's decoder
 Canvases above --max_hole are left out.
 """
+from experiments.common import evaluate, find_only, markdown, only_runs, pick, save, train_info
+
 CANVASES = (4, 16, 64)
 COLS = ['run', 'fill', 'task', 'tasks', 'exact_match', 'edit_similarity', 'parse_rate', 'pass@1', 'length_error',
         'tokens_per_forward']
@@ -31,20 +33,19 @@ def fills(cfg, name):
     return [(label, flags + cfg['sampler'].split()) for label, flags in out]
 
 
-def table(cfg, X):
-    """X: experiments/run.py (its run finder, evaluator and writers)."""
+def table(cfg):
     order = ('varlen', 'ar_fim', 'ar')
-    names, rows = X.only_runs(cfg, 'varlen', order)
+    names, rows = only_runs(cfg, 'varlen', order)
     for name in names:
-        path = X.find_only(cfg, name)
+        path = find_only(cfg, name)
         if path is None:
             continue
         for task, n in (('infill', cfg['n_infill']), ('humaneval_infill', cfg['n_he'])):
             for label, flags in fills(cfg, name):
-                s = X.evaluate(cfg, f'--task={task}', f'--ckpt={path}', f'--limit={n}', '--cond_samples=0', *flags)
-                rows.append(dict(run=name, fill=label, iters=X.train_info(path)['iters'], task=task, **X.pick(s, *METRICS)))
+                s = evaluate(cfg, f'--task={task}', f'--ckpt={path}', f'--limit={n}', '--cond_samples=0', *flags)
+                rows.append(dict(run=name, fill=label, iters=train_info(path)['iters'], task=task, **pick(s, *METRICS)))
     rows.sort(key=lambda r: order.index(r['run']))  # stable: --only's rows take their run's place
-    X.markdown(rows, COLS)
+    markdown(rows, COLS)
 
     def plot(axes):
         for ax, task in zip(axes, ('infill', 'humaneval_infill')):
@@ -52,5 +53,5 @@ def table(cfg, X):
             ax.bar(range(len(part)), [100 * r['edit_similarity'] for r in part])
             ax.set_xticks(range(len(part)), [r['fill'] for r in part], rotation=45, ha='right', fontsize=7)
             ax.set_ylabel('edit similarity (%)'), ax.set_title('stdlib holes' if task == 'infill' else 'HumanEval single-line')
-    X.save(cfg, 'varlen', dict(rows=rows, n_infill=cfg['n_infill'], n_he=cfg['n_he'], max_hole=cfg['max_hole'],
+    save(cfg, 'varlen', dict(rows=rows, n_infill=cfg['n_infill'], n_he=cfg['n_he'], max_hole=cfg['max_hole'],
                                sampler=cfg['sampler'] or 'greedy, alg=entropy'), plot, panels=2)

@@ -1,5 +1,5 @@
 """
-experiments/run.py: python -m pytest tests/test_experiments.py -q
+experiments/: python -m pytest tests/test_experiments.py -q
 The tables' arithmetic and probes on hand-made inputs, and the CLI on tiny runs trained here: it writes
 what it measured, keeps the rows it was not asked to redo, and never replaces a table with nothing.
 """
@@ -13,17 +13,17 @@ import train
 from conftest import tiny_pycode
 from diffusion import elbo
 from model import Transformer, UserError, make_config
-from experiments import run as X
+from experiments import common as C, run as X
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 def test_tokens_to_reach_interpolates():
     curve = [(0, 4.0), (10, 3.0), (20, 2.0)]
-    assert X.tokens_to_reach(curve, 2.5) == pytest.approx(15)
-    assert X.tokens_to_reach(curve, 3.0) == pytest.approx(10)
-    assert X.tokens_to_reach(curve, 1.0) is None  # never reached
-    assert X.tokens_to_reach([(5, 1.0), (9, 0.5)], 2.0) == 5  # already below at the first point
+    assert C.tokens_to_reach(curve, 2.5) == pytest.approx(15)
+    assert C.tokens_to_reach(curve, 3.0) == pytest.approx(10)
+    assert C.tokens_to_reach(curve, 1.0) is None  # never reached
+    assert C.tokens_to_reach([(5, 1.0), (9, 0.5)], 2.0) == 5  # already below at the first point
 
 
 def tiny(attention='bidirectional', vocab=40):
@@ -37,12 +37,12 @@ def test_left_to_right_nll_uniform_and_single_token():
     x0 = torch.randint(0, 30, (3, 16))
     with torch.no_grad():
         # one hidden token: the left-to-right NLL and the ELBO are the same single prediction
-        one = X.left_to_right_nats(model, x0, x0, 7, 8)
+        one = C.left_to_right_nats(model, x0, x0, 7, 8)
         bound = float(elbo(model, x0, n_samples=2, maskable=(torch.arange(16) == 7).expand(3, 16)).sum())
         assert one == pytest.approx(bound, rel=1e-5)
         # uniform logits: log V per hidden token, whatever the order
         torch.nn.init.zeros_(model.lm_head.weight)
-        assert X.left_to_right_nats(model, x0, x0, 4, 10) == pytest.approx(3 * 6 * math.log(40), rel=1e-5)
+        assert C.left_to_right_nats(model, x0, x0, 4, 10) == pytest.approx(3 * 6 * math.log(40), rel=1e-5)
 
 
 def test_left_to_right_nll_is_the_sum_of_its_steps():
@@ -57,7 +57,7 @@ def test_left_to_right_nll_is_the_sum_of_its_steps():
             xt[:, k:6] = mask
             logp = torch.log_softmax(model(xt)[:, k], -1)
             want -= float(logp.gather(1, x0[:, k:k + 1]).sum())
-        assert X.left_to_right_nats(model, x0, x0, 3, 6) == pytest.approx(want, rel=1e-5)
+        assert C.left_to_right_nats(model, x0, x0, 3, 6) == pytest.approx(want, rel=1e-5)
 
 
 def test_judge_bits_uniform_and_entropy():
@@ -103,7 +103,7 @@ def test_fimprobe_writes_both_kinds_of_rows(runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     X.main(['fimprobe', f'--runs={runs / "runs"}', f'--out_dir={tmp_path}'])
     rows = json.load(open(tmp_path / 'fimprobe.json'))['rows']
-    assert {r['run'] for r in rows} == {'ar', 'ar_fim', 'mdm'} and len(rows) == 3 * len(X.CUTS)
+    assert {r['run'] for r in rows} == {'ar', 'ar_fim', 'mdm'} and len(rows) == 3 * len(C.CUTS)
     for r in rows:  # plain AR cannot read the suffix
         assert (r['with_suffix_bpb'] is None) == (r['run'] == 'ar') and 0 < r['without_suffix_bpb'] < 20
         assert r['run'] == 'ar' or 0 < r['with_suffix_bpb'] < 20
