@@ -314,7 +314,8 @@ def main(argv):
         print(f"saved {args.frames}: {args.n_frames} snapshots of sample 0's denoising")
     mode = 'AR' if kind == 'causal' else f"{args.alg}, block {info['block_length']}"
     if varlen:
-        mode = (f"{args.alg}, variable length from {varlen['canvas']} masks: middles of {info['lengths']} tokens after "
+        what = 'a fixed hole' if fixed_hole else 'variable length'
+        mode = (f"{args.alg}, {what} from {varlen['canvas']} masks: middles of {info['lengths']} tokens after "
                 f"{info['expansions']} expansions and {info['deletions']} deletions")
     print(f"{kind} model, {mode}, cache {cache}: {info['nfe']} forward passes (NFE), "
           f"{info['tokens_per_s']:.1f} tokens/s, {info['seconds']:.2f} s, steps per block {info['steps_per_block']}")
