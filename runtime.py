@@ -78,6 +78,7 @@ def check_world(cfg, run):
 
 def end_processes(run):
     if dist.is_initialized():
+        dist.barrier()  # every rank is past its last collective before any closes its connections (gloo)
         dist.destroy_process_group()
 
 
