@@ -280,11 +280,10 @@ def main(argv):
         warnings.warn(f"{n} tokens is longer than the {trained} the model was trained on; expect worse samples")
     cache = args.cache or ('none' if kind == 'bidirectional' else 'prefix')
     generator = torch.Generator().manual_seed(args.seed)  # CPU generator: same samples on every device
-    varlen = dict(variable_length=True, canvas=args.canvas, expand_id=tok.expand_id, delete_id=tok.pad_id) \
-        if args.variable_length else {}
+    # a varlen model's hole of fixed length is a canvas that cannot grow (DreamOn's fixed-length decoding)
     fixed_hole = suffix is not None and not args.variable_length and model.train_config.get('varlen_rate', 0) > 0
-    if fixed_hole:  # a varlen model's fixed hole: a canvas that cannot grow (DreamOn's fixed-length decoding)
-        varlen = dict(variable_length=True, canvas=args.gen_length, expand_id=tok.expand_id, delete_id=tok.pad_id)
+    varlen = dict(variable_length=True, canvas=args.gen_length if fixed_hole else args.canvas, expand_id=tok.expand_id,
+                  delete_id=tok.pad_id) if args.variable_length or fixed_hole else {}
     frames = []
     callback = live_display(tok) if args.show else recorder(frames) if args.frames else None
     if varlen and args.frames:  # the canvas of sample 0 after each step, and when each slot was committed
