@@ -22,15 +22,15 @@ sample: generate() with cache none / prefix / dual x threshold off / on, plus an
         of the same shape, KV cache). tokens/s = generated tokens / wall time; NFE = forward passes;
         tokens per forward = generated tokens / NFE. Random weights are never confident, so threshold
         rows commit ~1 token per step there: use --ckpt for meaningful threshold numbers.
-vocab, coda: the peer cases, against transformers' Qwen3 and CoDA's own sampler (bench_peers.py).
-shard:  the memory FSDP saves (sharding.py), at a shape of 8 layers x 512 (--shard_shape=LAYERSxWIDTH; ~25M
+vocab, coda: the peer cases, against transformers' Qwen3 and CoDA's own sampler (evals/peers.py).
+shard:  the memory FSDP saves (lib/sharding.py), at a shape of 8 layers x 512 (--shard_shape=LAYERSxWIDTH; ~25M
         parameters, vocab 264), fp32 AdamW, micro-batch 4 x 256 per process, each row a fresh torchrun of gloo
         processes on this CPU: one process (plain, and with activation checkpointing), FSDP over 2 and 4
         processes, FSDP with reshard_after_forward=False, FSDP + activation checkpointing. Per rank (the largest
         rank): state_mib = RSS growth after the steps with the gradients freed (parameters + AdamW moments),
         state_tensor_mib = the bytes of the parameter and AdamW tensors the rank holds, act_mib = RSS growth
         over one forward (what autograd saves), peak_mib = peak RSS (VmHWM) growth over the steps, plan_mib =
-        memplan.py's peak for the row. glibc returns every allocation above 64 KiB to the OS at once
+        lib/memplan.py's peak for the row. glibc returns every allocation above 64 KiB to the OS at once
         (MALLOC_MMAP_THRESHOLD_), so the RSS follows the live tensors. With more processes than cores the ranks
         share the cores: ms_per_step then counts that too.
 memory: CUDA: torch.cuda.max_memory_allocated during the row. CPU: growth of the process RSS
@@ -48,10 +48,10 @@ import time
 
 import torch
 
-from cli import UserError, check_device, check_ranges, parse_dtype, parse_options, run_cli
+from lib.cli import UserError, check_device, check_ranges, parse_dtype, parse_options, run_cli
 from model import Transformer, make_config
 from data.common import check_out_file, json_with_keys, write_json
-from bench_peers import bench_coda, bench_vocab, peak_rss, reset_peak_rss, rss
+from evals.peers import bench_coda, bench_vocab, peak_rss, reset_peak_rss, rss
 
 DEFAULTS = dict(
     case='all',            # all | train | sample | blockcache | vocab | coda | shard
@@ -124,7 +124,7 @@ def sync(device):
 
 
 def random_model(cfg, attention, **over):
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     tok = load_tokenizer('bytes')
     mc = make_config(cfg['model'], **{**dict(attention=attention, block_size=cfg['block_size'],
                                              vocab_size=tok.vocab_size, mask_token_id=tok.mask_id), **over})
@@ -134,7 +134,7 @@ def random_model(cfg, attention, **over):
 
 def get_model(cfg, attention):
     if cfg['ckpt'] or cfg['hf']:
-        from tasks import load
+        from evals.tasks import load
         model, tok, _ = load(dict(cfg, tokenizer=''))
         return model, tok
     return random_model(cfg, attention)
@@ -183,7 +183,7 @@ def bench_train(cfg, attention):
 # sampling
 
 def time_generate(model, prompt, cfg, **kw):
-    from sampling import generate
+    from sample import generate
     dev = cfg['device']
     generator = torch.Generator(device=dev).manual_seed(cfg['seed'])
     args = dict(gen_length=cfg['gen_length'], block_length=cfg['block_length'], steps=cfg['steps'] or None,
@@ -275,7 +275,7 @@ def shard_shape(text):
 def shard_setup(cfg, mc, row, world):
     """A model and AdamW for one row: plain, activation-checkpointed, or sharded with FSDP2."""
     from types import SimpleNamespace
-    from sharding import checkpoint_layers, fully_shard_model
+    from lib.sharding import checkpoint_layers, fully_shard_model
     torch.manual_seed(cfg['seed'])
     model = Transformer(mc).train()
     if '+ac' in row:
@@ -311,7 +311,7 @@ def shard_worker(cfg):
     """One rank of a --case=shard row (under torchrun): measure, print one JSON line."""
     import statistics
     import torch.distributed as dist
-    import memplan
+    from lib import memplan
     world = int(os.environ.get('WORLD_SIZE', 1))
     if world > 1:
         dist.init_process_group('gloo')

@@ -2,7 +2,7 @@
 Training objectives and likelihood bounds of nanoCoDA, each next to the formula it implements.
 After the logit shift, the textbook: LLaDA's forward process and loss (forward_process, diffusion_loss),
 which every diffusion objective trains through; then training_loss and one function per objective: mdm
-(CoDA's S1/S2/S3, Seed Diffusion's edits), block (BD3-LM), sft (LLaDA), ar (next-token CE; FIM: fim.py),
+(CoDA's S1/S2/S3, Seed Diffusion's edits), block (BD3-LM), sft (LLaDA), ar (next-token CE; FIM: lib/fim.py),
 DreamOn's variable-length rows an option of mdm and sft (fim.varlen_rows); the ELBO; the machinery last.
 
 Logit-shift convention (decided once, here; training, ELBO and the sampler all use it):
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cli import UserError
-from fim import varlen_rows
+from lib.cli import UserError
+from lib.fim import varlen_rows
 from model import Context, block_diffusion_mask
 
 
@@ -381,12 +381,78 @@ def masking_probs(opts, progress):
 
 
 # -----------------------------------------------------------------------------
+# the reverse process, one slot at a time: propose a token for a masked slot from p_theta(x_0 | x_t)
+# (Dream's sample_tokens), and how sure the model is of it (Dream's confidences). The samplers
+# (sample.py, lib/varlen.py) decide which proposals to commit.
+
+
+def gumbel(shape, generator, device):
+    """Gumbel(0, 1) noise in float64, from the generator's uniforms (diffusion.uniform)."""
+    return -torch.log(-torch.log(uniform(shape, generator, device, torch.float64).clamp_(min=1e-300)))
+
+
+def sample_tokens(logits, temperature=0.0, top_p=None, top_k=None, generator=None):
+    """logits (..., V) -> (tokens (...), probs (..., V)). temperature 0 = argmax. Filtering follows
+    Dream (applied at any temperature, so it shapes the confidences too); sampling is LLaDA's
+    Gumbel-max in float64: argmax(l/T + g), g ~ Gumbel(0,1), is a draw from softmax(l/T)."""
+    logits = logits.float()
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float('-inf'))
+    if top_p is not None and top_p < 1:  # nucleus: keep the smallest set of tokens with mass >= top_p
+        srt, order = logits.sort(dim=-1, descending=True)
+        p = srt.softmax(-1)
+        drop = (p.cumsum(-1) - p) >= top_p  # the mass before this token already reaches top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float('-inf'))
+    probs = logits.softmax(-1)
+    if temperature > 0:
+        tokens = (logits.double() + gumbel(logits.shape, generator, logits.device)).argmax(-1)
+    else:
+        tokens = probs.argmax(-1)
+    return tokens, probs
+
+
+def confidence(alg, probs, tokens):
+    """Dream's position scores (higher = commit sooner)."""
+    if alg == 'maskgit_plus':  # probability of the proposed token (= top-1 prob at temperature 0)
+        return probs.gather(-1, tokens[..., None]).squeeze(-1)
+    if alg == 'topk_margin':  # top1 - top2: how decisively the model prefers its top choice
+        top2 = probs.topk(2, dim=-1).values
+        return top2[..., 0] - top2[..., 1]
+    return torch.xlogy(probs, probs).sum(-1)  # entropy: sum p log p = -H (low entropy first)
+
+
+def top_ranks(score, k):
+    """Bool mask of the k[b] highest scores of each row (ties: lower slot first)."""
+    order = score.argsort(dim=-1, descending=True, stable=True)
+    take = torch.arange(score.size(1), device=score.device)[None] < k[:, None]
+    return torch.zeros_like(take).scatter(1, order, take)
+
+
+def propose(logits, alg, temperature, top_p, top_k, generator):
+    """Logits (N, V) of the masked slots -> (tokens, p(token), confidence), each (N,): the only
+    vocabulary-sized work of a sampler step, done once per masked slot. The entropy is computed in
+    place in the probabilities' buffer (no second N x V tensor)."""
+    tokens, probs = sample_tokens(logits, temperature, top_p, top_k, generator)
+    p_tok = probs.gather(-1, tokens[:, None]).squeeze(-1)
+    if alg == 'entropy':
+        conf = probs.xlogy_(probs).sum(-1)
+    elif alg == 'topk_margin':
+        conf = confidence(alg, probs, tokens)
+    else:  # maskgit_plus ranks by p(token); origin, threshold and factor need no other score
+        conf = p_tok
+    return tokens, p_tok, conf
+
+
+# -----------------------------------------------------------------------------
 # noise: all random numbers come from a CPU generator and are moved to the data's device,
 # so a run draws the same noise on CPU, GPU and TPU and for any number of processes
 
 def uniform(shape, generator, device, dtype=torch.float32):
     """U[0, 1) drawn on the generator's device (the CPU by convention) and moved to device: the same
-    draws on every device. The samplers draw float64 (denoise.gumbel), the losses float32."""
+    draws on every device. The samplers draw float64 (gumbel), the losses float32."""
     gdev = generator.device if generator is not None else 'cpu'
     return torch.rand(shape, generator=generator, device=gdev, dtype=dtype).to(device)
 

@@ -12,7 +12,7 @@ Qwen3 and CoDA safetensors load with a plain loop and no renaming table.
 
 A forward is model(idx, ctx, rows=..., targets=...): ctx, a Context, says where the tokens sit and
 what they see (left padding, positions and mask, a KV-cache window); rows picks the flat positions
-whose logits are read; with targets the head returns their cross-entropy (head.py).
+whose logits are read; with targets the head returns their cross-entropy (lib/head.py).
 """
 import json
 import os
@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cli import DTYPES, UserError, read_json
-from head import cross_entropy
+from lib.cli import DTYPES, UserError, read_json
+from lib.head import cross_entropy
 
 
 # -----------------------------------------------------------------------------

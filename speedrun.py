@@ -31,13 +31,13 @@ from dataclasses import fields
 
 import torch
 
-import evaluation
+from evals import evaluation
 import train
-from cli import UserError, check_ranges, parse_args, run_cli
+from lib.cli import UserError, check_ranges, parse_args, run_cli
 from data.common import load_meta
 from model import PRESETS
-from runtime import load_checkpoint
-from tasks import decode_answer
+from lib.runtime import load_checkpoint
+from evals.tasks import decode_answer
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -228,8 +228,8 @@ def code_eval(argv):
 @torch.no_grad()
 def short_sample(stage_dir, chat, seed):
     """64 tokens after a code prompt (128 after a chat request for the SFT model), sampled as train.py does."""
-    from sample import load_model
-    from sampling import generate
+    from lib.runtime import load_model
+    from sample import generate
     model, tok = load_model(stage_dir)
     prompt = tok.encode_chat([{'role': 'user', 'content': SFT_PROMPT}]) if chat else tok.encode(CODE_PROMPT)
     out, _ = generate(model, [prompt], gen_length=64 if not chat else 128, block_length=8, steps=None,

@@ -6,7 +6,7 @@ a GPU cluster under torchrun and a TPU pod under torch_xla.
   python train.py config/toy_ar.py --max_iters=200   # a config file assigns names; --key=value overrides any field
   torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py     # DDP, one GPU per process
   PJRT_DEVICE=TPU python train.py config/coda_pretrain.py --device=xla          # one process per TPU chip
-  torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py --parallel=fsdp   # sharded (sharding.py)
+  torchrun --standalone --nproc_per_node=8 train.py config/coda_pretrain.py --parallel=fsdp   # sharded (lib/sharding.py)
   python train.py config/coda_pretrain.py --plan --world_size=8 --device_memory=24GB          # memory per device, no training
   python train.py --init_from=resume --out_dir=out-toy --max_iters=2000         # continue exactly where it stopped
   python train.py --init_from=resume --out_dir=out-toy --max_iters=0 --export_hf=out-toy/hf   # export only
@@ -30,15 +30,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cli import UserError, check_device, check_ranges, parse_options, run_cli
+from lib.cli import UserError, check_device, check_ranges, parse_options, run_cli
 from model import Transformer
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, block_schedule, block_size_at
-from fim import fim_transform
-from runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
+from lib.fim import fim_transform
+from lib.runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
                      load_source, build_model, fim_ids, expand_ids, load_checkpoint, checkpoint_path, resume_state,
                      save_checkpoint, export_hf, to_cpu, start_log, log, plot_losses)
-from sharding import full_state, plain_copy
-from memplan import print_plan
+from lib.sharding import full_state, plain_copy
+from lib.memplan import print_plan
 from data.common import load_meta, load_tokens, load_sft
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -88,7 +88,7 @@ class TrainConfig(DiffusionOptions):  # inherits every masking knob: eps, maskin
     parallel: str = 'ddp'       # ddp (a whole replica per device) | fsdp (sharded: FSDP2, or SPMD FSDPv2 on XLA)
     reshard_after_forward: bool = True     # fsdp: free gathered weights after forward (False: ZeRO-2-like)
     activation_checkpointing: bool = False  # recompute each decoder layer in backward (any parallel)
-    plan: bool = False          # print the memory per device (memplan.py) and exit
+    plan: bool = False          # print the memory per device (lib/memplan.py) and exit
     world_size: int = 0         # plan: devices to plan for (0 = WORLD_SIZE of the environment, or 1)
     device_memory: str = '24GB'  # plan: the memory of one device
     seed: int = 1337
@@ -237,7 +237,7 @@ def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then co
 
 
 # -----------------------------------------------------------------------------
-# the training loop (nanoGPT's); the machinery it calls follows, and runtime.py
+# the training loop (nanoGPT's); the machinery it calls follows, and lib/runtime.py
 
 def train(cfg):
     run = start_processes(cfg)  # rank, world, device, autocast: one process, torchrun, or torch_xla.launch
@@ -346,7 +346,7 @@ def train(cfg):
 
 
 # -----------------------------------------------------------------------------
-# the loop's helpers (processes, devices, the model, signals, checkpoints and the log: runtime.py)
+# the loop's helpers (processes, devices, the model, signals, checkpoints and the log: lib/runtime.py)
 
 def make_optimizer(cfg, run, model):  # the model is on its device (FSDP: its parameters are shards)
     decay = [p for p in model.parameters() if p.dim() >= 2]  # weight decay on matrices only (nanoGPT)
@@ -399,8 +399,8 @@ def evaluate(cfg, run, model, meta, splits):  # val ELBO; batch j runs on rank j
 
 @torch.no_grad()
 def sample(cfg, run, model, meta, splits, iter_num):
-    from sampling import generate
-    from tokenizer import load_tokenizer
+    from sample import generate
+    from lib.tokenizer import load_tokenizer
     run.tokenizer = tokenizer = getattr(run, 'tokenizer', None) or load_tokenizer(meta['tokenizer'])  # loaded once
     if cfg.objective == 'sft':
         ids, plen = splits['val'][0].example(splits['val'][1][0])

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cli import UserError, check_ranges, parse_args
+from lib.cli import UserError, check_ranges, parse_args
 
 TEST_DIRS = {'test', 'tests', 'idle_test'}  # stdlib test packages (Lib/test, lib2to3/tests, idlelib/idle_test ...)
 
@@ -308,7 +308,7 @@ class Staging:
 def get_tokenizer(spec):
     """load_tokenizer(spec), with a relative tokenizer path made absolute so that the spec stored
     in meta.json reloads the same tokenizer from any directory."""
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     if not isinstance(spec, str):
         return spec  # already a tokenizer
     return load_tokenizer(os.path.abspath(spec) if os.path.exists(spec) else spec)

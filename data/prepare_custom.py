@@ -12,8 +12,12 @@ record[--key_field] if given, else of the text, so duplicates never straddle the
 Train with: python train.py --dataset=<out_dir> (see train.py).
 """
 import os
+import sys
 
-from cli import UserError, run_cli
+if not __package__:  # typed by path (python data/prepare_custom.py): import from the repository root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib.cli import UserError, run_cli
 from data.common import file_docs, get_tokenizer, list_files, read_jsonl, run_prepare, split_list, write_corpus
 
 DEFAULTS = dict(

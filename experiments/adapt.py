@@ -20,7 +20,7 @@ import math
 import os
 import time
 
-from cli import UserError
+from lib.cli import UserError
 from experiments.common import (RUNS, evaluate, find_run, fimprobe_rows, left_to_right_nats, markdown, pick, read_checkpoint,
                                 read_log, save, tokens_to_reach, train_info, val_windows)
 
@@ -105,8 +105,8 @@ def decode_speed(path, ar_path, n_prompts=8, P=64, gen=64, rounds=3):
     """Continuation tokens/s of the arm (threshold 0.9, Fast-dLLM; AR models: next-token with the KV cache)
     against the AR run with its KV cache, alternated in this process; the median ratio of the rounds."""
     import torch
-    from sample import load_model
-    from sampling import generate, generate_ar
+    from lib.runtime import load_model
+    from sample import generate, generate_ar
     model, _, docs = val_windows(path, n_prompts, P)
     ar = load_model(ar_path, 'cpu', torch.float32)[0]
     prompts = torch.tensor(docs)

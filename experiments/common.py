@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 
-from cli import UserError
+from lib.cli import UserError
 from data.common import write_atomic, write_json
-from runtime import load_checkpoint
+from lib.runtime import load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,7 +128,7 @@ def train_info(path):
 
 
 def evaluate(cfg, *args):
-    import evaluation
+    from evals import evaluation
     return evaluation.main([f'--threads={cfg["threads"]}', *args])
 
 
@@ -222,8 +222,8 @@ def val_data(path):
     """(model, tokenizer, meta, val tokens) of a run."""
     import torch
     from data.common import load_meta, load_tokens
-    from sample import load_model
-    from tasks import dataset_dir
+    from lib.runtime import load_model
+    from evals.tasks import dataset_dir
     model, tok = load_model(path, 'cpu', torch.float32)
     data_dir = dataset_dir(dict(data_path=''), model.train_config)
     meta = load_meta(data_dir)
@@ -266,7 +266,7 @@ def fimprobe_rows(name, path, n_windows=64, L=120, samples=8):
     NLL of its left-to-right order (left_to_right_nats)."""
     import torch
     from diffusion import elbo, mask_id_of, token_ce
-    from fim import fim_document
+    from lib.fim import fim_document
     rows = []
     model, tok, docs = val_windows(path, n_windows, L)
     fim = model.train_config.get('fim_rate', 0) > 0

@@ -22,8 +22,12 @@ eval.py), with the task counts given on the command line (they are in each JSON)
 """
 import math
 import os
+import sys
 
-from cli import UserError, check_ranges, parse_args, run_cli
+if not __package__:  # typed by path (python experiments/run.py): import from the repository root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib.cli import UserError, check_ranges, parse_args, run_cli
 from experiments import table_varlen
 from experiments.adapt import table_adapt  # (f) AR -> diffusion adaptation at equal total compute
 from experiments.common import (REPO, at_common_iteration, evaluate, fimprobe_rows, find_only, find_run, log_curve,
@@ -163,9 +167,9 @@ def judge_bits(judge, prompts, cont):
 def continue_val(model, prompts, args, gen):
     """Continue each val prompt by gen tokens with one decoder setting (eval.py's flags) -> (tokens, info)."""
     import torch
-    from sampling import generate
-    from evaluation import DEFAULTS
-    from tasks import sampler_kwargs
+    from sample import generate
+    from evals.evaluation import DEFAULTS
+    from evals.tasks import sampler_kwargs
     ecfg = parse_args(args, DEFAULTS)
     kw = dict(sampler_kwargs(ecfg, model), gen_length=gen)
     kw['steps'] = math.ceil(gen / ecfg['steps_div']) if ecfg['steps_div'] else kw['steps']
@@ -178,7 +182,7 @@ FRONTIER_RUNS = ('mdm', 'mdm_long', 'block4', 'block16')
 
 def table_frontier(cfg, n_prompts=32, P=64, gen=64):
     import torch
-    from sample import load_model
+    from lib.runtime import load_model
     names, rows = only_runs(cfg, 'frontier' + ('_sampled' if cfg['sampler'] else ''), FRONTIER_RUNS)
     judge_path = find_run(cfg, 'ar')
     judge = load_model(judge_path, 'cpu', torch.float32)[0] if judge_path else None

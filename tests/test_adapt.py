@@ -65,7 +65,7 @@ def test_a_diffusion_source_keeps_its_own_shift_and_resume_keeps_the_model(runs)
 
 
 def test_the_shift_survives_hf_export_and_sampling(runs, tmp_path):
-    from sampling import generate
+    from sample import generate
     train_in(runs, 'exported', init_from=str(runs / 'ar'), objective='mdm', export_hf=str(tmp_path / 'hf'))
     ck = torch.load(runs / 'exported' / 'ckpt.pt', weights_only=True)
     a = Transformer(ModelConfig(**ck['model_config']))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from model import Transformer, make_config
-from denoise import choose, step_counts
-from sampling import generate
+from sample import choose, step_counts
+from sample import generate
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 
@@ -105,11 +105,11 @@ def test_generate_equals_codas_diffusion_generate():
     assert {r['steps'] == r['gen_length'] for r in fx['runs']} == {True, False}
 
 # -----------------------------------------------------------------------------
-# eval.py --protocol=coda (eval_coda.py) against CoDA's harness
+# eval.py --protocol=coda (evals/coda.py) against CoDA's harness
 
 
 def coda_eval_fixture(tmp_path):
-    import eval_coda as C
+    from evals import coda as C
     with open(os.path.join(FIX, 'coda_eval.json')) as f:
         fx = json.load(f)
     path = tmp_path / 'mbpp.jsonl'  # a synthetic MBPP file: CoDA's 3 shots (tasks 2-4) + the test items
@@ -125,7 +125,7 @@ def coda_eval_fixture(tmp_path):
 def test_coda_prompts_equal_their_harness(tmp_path):
     """Chat prompts (rendered with the Qwen3 template and the assistant turn left open) and the
     base-model prompts (HumanEval as is, MBPP 3-shot) are character for character CoDA's."""
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     C, fx, problems = coda_eval_fixture(tmp_path)
     tok = load_tokenizer('bytes')  # any tokenizer: its decode shows the rendered template
     for q in fx['prompts']:
@@ -141,7 +141,7 @@ def test_coda_postprocessing_and_verdicts_equal_their_harness(tmp_path):
     """~30 synthetic model outputs (fences, stop strings, extra defs, prints, imports, a class, exit(),
     __main__ blocks, a hang, special tokens) give CoDA's cut text, its program (incl. its sanitize) and
     its verdict when our sandbox runs them the way HF's code_eval does (exec in an empty namespace, 3 s)."""
-    import execution as X
+    from evals import execution as X
     C, fx, problems = coda_eval_fixture(tmp_path)
     programs = []
     for c in fx['cases']:
@@ -159,7 +159,7 @@ def test_coda_postprocessing_and_verdicts_equal_their_harness(tmp_path):
 
 
 def test_coda_sanitize_edge_cases():
-    import eval_coda as C
+    from evals import coda as C
     # a helper reached through the entry point stays, unreachable code and prints go, comments go
     src = "import re\n\ndef f(x):  # entry\n    return g(x)\n\ndef g(x):\n    return x\n\ndef h():\n    return 1\nprint(f(1))"
     assert C.evalplus_sanitize(src, 'f') == "import re\ndef f(x):\n    return g(x)\ndef g(x):\n    return x"
@@ -175,10 +175,10 @@ def test_eval_cli_coda_protocol(tmp_path, monkeypatch):
     (one block over the answer, the coda count, 768 tokens, temperature 0.1, top_p 0.9), rows of a
     batch are left-padded with visible pad tokens, and a right answer passes."""
     from dataclasses import asdict
-    import evaluation as E
-    import sampling
-    import tasks as T
-    from tokenizer import load_tokenizer
+    from evals import evaluation as E
+    import sample
+    from evals import tasks as T
+    from lib.tokenizer import load_tokenizer
     tok = load_tokenizer('bytes')
     torch.manual_seed(0)
     m = Transformer(make_config('tiny', vocab_size=tok.vocab_size, mask_token_id=tok.mask_id, shift_logits=True,
@@ -206,7 +206,7 @@ def test_eval_cli_coda_protocol(tmp_path, monkeypatch):
         gen = kw['gen_length']
         return torch.tensor([r + ans + [tok.pad_id] * (gen - len(ans)) for r in prompt]), {}
 
-    monkeypatch.setattr(sampling, 'generate', oracle)
+    monkeypatch.setattr(sample, 'generate', oracle)
     s = E.main(common)
     assert s['pass@1'] == 1.0
     (prompt, kw), = seen  # both problems in one batch (batch_size 32)
@@ -219,8 +219,8 @@ def test_evalplus_files(tmp_path):
     """HumanEval+ / MBPP+ come from local JSONL (.gz) files in the layout of the Hugging Face datasets
     evalplus/humanevalplus and evalplus/mbppplus; MBPP+ keeps all its tasks and its base test_list."""
     import gzip
-    import evaluation as E
-    import eval_coda as C
+    from evals import evaluation as E
+    from evals import coda as C
     he = dict(task_id='HumanEval/0', prompt='def f():\n', canonical_solution='    return 1\n', entry_point='f',
               test='def check(candidate):\n    assert candidate() == 1\n')
     path = tmp_path / 'humanevalplus.jsonl.gz'

@@ -16,7 +16,7 @@ from data.common import (UserError, hash_unit, load_meta, load_sft, load_tokens,
 from data.prepare_custom import prepare_custom
 from data.pycode.prepare import prepare
 from data.pycode_sft.prepare import extract_examples, prepare as prepare_sft
-from tokenizer import load_tokenizer
+from lib.tokenizer import load_tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BYTES = load_tokenizer('bytes')

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 import diffusion as D
-from head import cross_entropy
+from lib.head import cross_entropy
 from model import ModelConfig, Transformer, UserError
 
 V, MASK = 64, 63
@@ -418,7 +418,7 @@ def test_training_loss_is_the_equation(case, monkeypatch):
       edit          + Σ_{changed, visible} -log p(x0_i | x_t), the same normaliser (Seed Diffusion)
       sft           per row Σ_{masked} -log p / t / (L - prompt_len), the mean over rows; the prompt never masked
       ar            the mean next-token -log p(x0_{i+1} | x0_{<=i}) over the answer tokens"""
-    import head
+    from lib import head
     monkeypatch.setattr(head, 'CE_CHUNK_FLOATS', 5 * V)
     objective, attention, shift, kw = EQUATION_CASES[case]
     m, x0, prompt_len = tiny(attention, shift=shift, seed=7), data(4, 16), torch.tensor([2, 5, 9, 0])

@@ -1,5 +1,5 @@
 """
-eval.py (evaluation.py, execution.py, tasks.py): the sandboxed executor, post-processing, pass@k, the infill task builder, and every task
+eval.py (evals/evaluation.py, evals/execution.py, evals/tasks.py): the sandboxed executor, post-processing, pass@k, the infill task builder, and every task
 end to end on a tiny random checkpoint.
 
   python -m pytest tests/test_eval.py -q
@@ -14,10 +14,10 @@ import resource
 
 import pytest
 
-import evaluation as E
-import eval_infill as I
-import execution as X
-import tasks as T
+from evals import evaluation as E
+from evals import infill as I
+from evals import execution as X
+from evals import tasks as T
 
 
 # -----------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def tiny_run(tmp_path_factory, one_thread):
     from dataclasses import asdict
     from data.common import write_corpus
     from model import Transformer, make_config
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     root = tmp_path_factory.mktemp('evalrun')
     tok = load_tokenizer('bytes')
     rename = lambda i: lambda src: ''.join(f'{w}{i}' if w in ('a', 'b', 'c', 'd', 'x', 'y') else w
@@ -236,9 +236,9 @@ def test_hf_dir_needs_or_takes_a_tokenizer(tiny_run):
 def test_infill_plumbing_with_an_oracle(tiny_run, att, monkeypatch):
     """With a generate() that writes the hidden line, infill must score 100% exact / 100% parses: the
     context windows are the text right around the hole and the answer is read from the right slots."""
-    import sampling
+    import sample
     import torch
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     root, ckpts = tiny_run
     tok = load_tokenizer('bytes')
     tasks = I.build_infill_tasks(T.val_source_files(str(root / 'data')), 3, span_lines=1, seed=0)
@@ -253,7 +253,7 @@ def test_infill_plumbing_with_an_oracle(tiny_run, att, monkeypatch):
         row = prompt[0] + ans + [tok.pad_id] * (gen_length - len(ans)) + (suffix[0] if suffix else [])
         return torch.tensor([row]), dict(nfe=gen_length, seconds=1e-3)
 
-    monkeypatch.setattr(sampling, 'generate', oracle)
+    monkeypatch.setattr(sample, 'generate', oracle)
     s = E.main(['--task=infill', f'--ckpt={ckpts[att]}', '--n_infill=3', '--span_lines=1', '--ctx_len=120'])
     assert s['tasks'] == 3 and s['exact_match'] == 1.0 and s['parse_rate'] == 1.0 and s['edit_similarity'] == 1.0
 

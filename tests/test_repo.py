@@ -68,12 +68,37 @@ def test_no_path_outside_the_repository():
     assert not bad, bad
 
 
+BOOTSTRAP = re.compile(r"if not __package__:  # typed by path \(python ([\w/]+\.py)\): import from the repository root\n"
+                       r"    sys\.path\.insert\(0, (os\.path\.dirname\()+os\.path\.abspath\(__file__\)\)+\n")
+
+
 def test_no_import_path_hacks():
-    """The product imports its modules from the repository root (scripts under data/ and experiments/ run with
-    python -m); only bench_peers.py puts the user's CoDA clone (--coda_repo) on the path, at run time."""
-    bad = [f for f in repo_files() if f.endswith('.py') and not f.startswith('tests/') and f != 'bench_peers.py'
-           and re.search(r'sys\.path\.(insert|append)', open(os.path.join(REPO, f), encoding='utf-8').read())]
+    """The product imports its modules from the repository root. A script under data/ or experiments/ may be
+    typed by path (python data/pycode/prepare.py, nanoGPT's habit): it then puts the root on sys.path, in
+    the two lines of BOOTSTRAP and nowhere else. evals/peers.py also puts the user's CoDA clone
+    (--coda_repo) on the path, at run time."""
+    bad = []
+    for f in repo_files():
+        if not f.endswith('.py') or f.startswith('tests/') or f == 'evals/peers.py':
+            continue
+        text = open(os.path.join(REPO, f), encoding='utf-8').read()
+        m = BOOTSTRAP.search(text)
+        if m and (m.group(1) != f or f.split('/')[0] not in ('data', 'experiments')):
+            bad.append(f)
+        if re.search(r'sys\.path\.(insert|append)', BOOTSTRAP.sub('', text)):
+            bad.append(f)
     assert not bad, bad
+
+
+@pytest.mark.parametrize('script', ['data/pycode/prepare.py', 'data/pycode_sft/prepare.py', 'data/prepare_custom.py',
+                                    'experiments/run.py'])
+def test_scripts_run_by_path_from_anywhere(script, tmp_path):
+    """nanoGPT's `python data/shakespeare_char/prepare.py`: a script typed by path imports the product from the
+    repository root, whatever the working directory."""
+    for cwd in (REPO, str(tmp_path)):
+        r = subprocess.run([sys.executable, os.path.join(REPO, script), '--help'], cwd=cwd, capture_output=True,
+                           text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+        assert r.returncode == 0 and r.stdout.strip(), (script, cwd, r.stderr[-500:])
 
 
 def test_readme_and_docs_commands_exist():
@@ -193,17 +218,79 @@ def import_cycles(graph):
 
 def test_no_module_imports_eval():
     """eval.py is only the command `python eval.py` (named like Python's builtin eval): its code is
-    evaluation.py, and the tasks build on tasks.py and execution.py, never on each other."""
+    evals/evaluation.py, and the tasks build on evals/tasks.py and evals/execution.py, never on each other."""
     graph = import_graph()
-    assert not [f for f, deps in graph.items() if 'eval.py' in deps], "import evaluation (eval.py's code), not eval"
-    assert 'evaluation.py' in graph['eval.py'] and 'evaluation.py' in graph['speedrun.py']
-    for task in ('eval_infill.py', 'eval_coda.py'):
-        assert {'execution.py', 'tasks.py'} <= graph[task] and not graph[task] & {'evaluation.py', 'eval_infill.py',
-                                                                                   'eval_coda.py'}
-    assert not [c for c in import_cycles(graph) if set(c) & {'evaluation.py', 'execution.py', 'tasks.py'}]
+    assert not [f for f, deps in graph.items() if 'eval.py' in deps], "import evals.evaluation (eval.py's code), not eval"
+    assert 'evals/evaluation.py' in graph['eval.py'] and 'evals/evaluation.py' in graph['speedrun.py']
+    for task in ('evals/infill.py', 'evals/coda.py'):
+        assert {'evals/execution.py', 'evals/tasks.py'} <= graph[task]
+        assert not graph[task] & {'evals/evaluation.py', 'evals/infill.py', 'evals/coda.py'}
+    assert not [c for c in import_cycles(graph) if set(c) & {'evals/evaluation.py', 'evals/execution.py', 'evals/tasks.py'}]
 
 
 def test_the_product_has_no_circular_import():
     """No module of the product imports itself around a loop (every import, at the top or in a function)."""
     cycles = import_cycles(import_graph())
     assert not cycles, cycles
+
+
+def test_the_root_shows_the_design_card():
+    """The root holds the method (model, diffusion, train, sample) and the commands a user types, at most 8
+    Python files; everything else lives in a folder named for its role. No product file is over 600 lines."""
+    files = [f for f in repo_files() if f.endswith('.py') and not f.startswith('tests/')]
+    root = sorted(f for f in files if '/' not in f)
+    assert {'model.py', 'diffusion.py', 'train.py', 'sample.py'} <= set(root) and len(root) <= 8, root
+    long = {f: n for f in files if (n := len(open(os.path.join(REPO, f), encoding='utf-8').read().split('\n')) - 1) > 600}
+    assert not long, long
+
+
+def test_the_reading_path_names_no_helper():
+    """model.py -> diffusion.py -> sample.py: generate_reference, the method on one screen, calls only what
+    those three files define (the fast path may use the helpers under lib/)."""
+    import ast
+    defined = set()
+    for f in ('model.py', 'diffusion.py', 'sample.py'):
+        tree = ast.parse(open(os.path.join(REPO, f), encoding='utf-8').read())
+        defined |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        if f == 'sample.py':
+            ref = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == 'generate_reference')
+            imported = {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module.startswith('lib')
+                        for a in n.names}
+    called = {n.func.id for n in ast.walk(ref) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert called & defined >= {'predict', 'sample_tokens', 'confidence', 'top_ranks'}
+    assert not called & imported, called & imported
+
+
+def test_docs_name_only_paths_that_exist():
+    """Every repository path the README and docs/ name (a link, or a file in `code`) exists."""
+    tracked = set(repo_files())
+    folders = {os.path.dirname(f) for f in tracked} | {''}
+    bad = []
+    for doc in DOCS:
+        text = open(doc, encoding='utf-8').read()
+        here = os.path.relpath(os.path.dirname(doc), REPO)
+        links = [os.path.normpath(os.path.join(here, p)) for p in re.findall(r'\]\(([^)#:\s]+)(?:#[^)]*)?\)', text)]
+        code = re.findall(r'`((?:lib|evals|data|experiments|config|tests|docs)/[\w./-]+\.(?:py|md|json|png))`', text)
+        for p in links + code:
+            p = p.replace('\\', '/')
+            if p not in tracked and p.rstrip('/') not in folders:
+                bad.append(f"{os.path.basename(doc)}: {p}")
+    assert not bad, bad
+
+
+def test_an_old_checkpoint_loads_and_samples_the_same():
+    """tests/fixtures/ckpt_v1 was written by train.py before the product moved into lib/ and evals/ (made by
+    tests/fixtures/make_ckpt_v1.py): it loads with weights_only=True and samples the tokens it sampled then."""
+    import json
+    import torch
+    from lib.runtime import load_model
+    from sample import generate
+    fixture = os.path.join(REPO, 'tests', 'fixtures', 'ckpt_v1')
+    want = json.load(open(os.path.join(fixture, 'samples.json')))
+    model, tok = load_model(os.path.join(fixture, 'ckpt.pt'))
+    ids = tok.encode(want['prompt'])
+    for cache, tokens in want['tokens'].items():
+        out, _ = generate(model, [ids] * 2, gen_length=want['gen_length'], block_length=want['block_length'],
+                          steps=want['steps'], temperature=want['temperature'], top_k=want['top_k'], cache=cache,
+                          generator=torch.Generator().manual_seed(want['seed']))
+        assert out.tolist() == tokens, cache

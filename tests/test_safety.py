@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import bench
-import evaluation as E
-import eval_coda as C
+from evals import evaluation as E
+from evals import coda as C
 import sample
 import train
 from conftest import tiny_pycode
@@ -438,7 +438,7 @@ def test_evaluation_matches_its_model(env, qwen_labelled, args, match):
 
 def test_same_tokenizer_by_behaviour(tmp_path):
     import lzma
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     bytes_tok = load_tokenizer('bytes')
     assert E.same_tokenizer(bytes_tok, 'bytes') and not E.same_tokenizer(bytes_tok, 'qwen3')
     # Qwen3's tokenizer.json in a model directory of its own: the same tokenizer by another name
@@ -480,7 +480,7 @@ import concurrent.futures, multiprocessing, os, threading, time
 
 def _loop(i, ready):
     from types import SimpleNamespace
-    from runtime import stop_on_signal
+    from lib.runtime import stop_on_signal
     with stop_on_signal(SimpleNamespace(out_dir='out')) as stop:
         open(os.path.join(ready, str(i)), 'w').close()
         while not stop:

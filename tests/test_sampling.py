@@ -1,4 +1,4 @@
-"""sampling.py / sample.py: the block-cache gives exactly the uncached tokens, a batch equals its
+"""sample.py / sample.py: the block-cache gives exactly the uncached tokens, a batch equals its
 single runs, prompt and suffix survive, the sampler and the loss agree on the logit shift,
 Fast-dLLM's dynamic rules save forward passes, EOS stops early, AR decoding with a cache equals a
 plain greedy loop, and the CLI works (or fails in one line).
@@ -15,8 +15,8 @@ import torch
 
 from diffusion import DiffusionOptions, training_loss
 from model import Transformer, UserError, make_config
-from tokenizer import QWEN3_DIR
-from sampling import generate_reference, ALGS, generate
+from lib.tokenizer import QWEN3_DIR
+from sample import generate_reference, ALGS, generate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V = 48
@@ -292,7 +292,7 @@ def run_cli(*args):
 
 
 def test_sample_cli_on_a_checkpoint(tmp_path):
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     tok = load_tokenizer('bytes')
     cfg = make_config('tiny', attention='block', block_size=4, vocab_size=tok.vocab_size, mask_token_id=tok.mask_id)
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import unicodedata
 
 import pytest
 
-import tokenizer as T
+from lib import tokenizer as T
 from model import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

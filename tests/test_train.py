@@ -262,7 +262,7 @@ def test_fsdp_two_processes_equal_one_with_full_checkpoints(data, tmp_path):
 
 def test_activation_checkpointing_leaves_losses_and_gradients_unchanged(data, tmp_path):
     import diffusion
-    from sharding import checkpoint_layers
+    from lib.sharding import checkpoint_layers
     grads = []
     for ac in (False, True):
         torch.manual_seed(0)
@@ -286,7 +286,7 @@ def test_activation_checkpointing_leaves_losses_and_gradients_unchanged(data, tm
 def test_memory_plan(capsys):
     """--plan: FSDP divides parameters, gradients and AdamW state by the shards; CoDA-1.7B at 8 devices
     of 24 GB fits with FSDP, not with DDP."""
-    import memplan
+    from lib import memplan
     c = make_config('1.7B')
     ddp, fsdp = (memplan.plan(c, tokens=4096, dtype='bfloat16', world=8, engine=e) for e in ('ddp', 'fsdp'))
     for k in ('params', 'grads', 'optimizer'):

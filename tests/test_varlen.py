@@ -1,4 +1,4 @@
-"""varlen.py: DreamOn's variable-length infilling, training rows and the growing / shrinking canvas.
+"""lib/varlen.py: DreamOn's variable-length infilling, training rows and the growing / shrinking canvas.
 Run: python -m pytest tests/test_varlen.py -q"""
 import importlib.util
 import json
@@ -12,11 +12,11 @@ import torch
 import torch.nn as nn
 
 import diffusion as D
-import fim as FIM
-import varlen as VL
-from head import cross_entropy
+from lib import fim as FIM
+from lib import varlen as VL
+from lib.head import cross_entropy
 from model import ModelConfig, Transformer, UserError
-from sampling import generate
+from sample import generate
 
 V, MASK, EXPAND, PAD, EOS = 64, 63, 62, 61, 60  # PAD is the delete target
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
@@ -376,7 +376,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
     import sys
     from dataclasses import asdict
     from model import make_config
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     tok = load_tokenizer('bytes')
     for name, vocab in (('plain', tok.expand_id), ('varlen', tok.expand_id + 1)):  # 'plain': no expand row
         cfg = make_config('tiny', attention='bidirectional', vocab_size=vocab, mask_token_id=tok.mask_id)
@@ -393,7 +393,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
              ('eval.py', ['--ckpt=' + str(tmp_path / 'plain'), *he], 'never trained with expand tokens'),
              ('eval.py', ['--ckpt=' + str(tmp_path / 'varlen'), *he, '--canvas=65'], 'initial canvas of 65 masks'),
              ('eval.py', ['--ckpt=' + str(tmp_path / 'varlen'), *he, '--max_hole=64'], 'leaves no room')]
-    import evaluation as E
+    from evals import evaluation as E
     import sample as S
     for script, args, want in cases:  # in-process: main raises what the entry point prints as that one line
         with pytest.raises(UserError, match=re.escape(want)):
@@ -409,10 +409,10 @@ def test_cli_bad_input_is_one_line(tmp_path):
 def test_fixed_hole_of_a_varlen_model_never_expands():
     # eval: a model trained with varlen_rate > 0 fills a hole of fixed length as a canvas that cannot grow,
     # so its fill never holds <|expand|> (which would decode as text) and is at most that long
-    import evaluation as E
-    from eval_infill import fill_hole
+    from evals import evaluation as E
+    from evals.infill import fill_hole
     from model import make_config
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     tok = load_tokenizer('bytes')
     cfg = make_config('tiny', attention='bidirectional', vocab_size=tok.expand_id + 1, mask_token_id=tok.mask_id)
     torch.manual_seed(0)
@@ -434,7 +434,7 @@ def test_sample_py_fixed_hole_of_a_varlen_model_never_expands(tmp_path, capsys, 
     from dataclasses import asdict
     import sample as S
     from model import make_config
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     tok = load_tokenizer('bytes')
     cfg = make_config('tiny', attention='bidirectional', vocab_size=tok.expand_id + 1, mask_token_id=tok.mask_id)
     torch.manual_seed(0)

@@ -18,9 +18,13 @@ Writes train.bin / val.bin / meta.json (format: data/common.py). Choices:
   never changes when files are added or removed elsewhere.
 """
 import os
+import sys
 import sysconfig
 
-from cli import UserError, run_cli
+if not __package__:  # typed by path (python data/pycode/prepare.py): import from the repository root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from lib.cli import UserError, run_cli
 from data.common import file_docs, get_tokenizer, list_files, run_prepare, split_list, write_corpus
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -21,12 +21,16 @@ its relative path), so no file contributes to both splits. The stdlib's tests ar
 import ast
 import json
 import os
+import sys
 import textwrap
 
 import numpy as np
 from tqdm import tqdm
 
-from cli import UserError, run_cli
+if not __package__:  # typed by path (python data/pycode_sft/prepare.py): import from the repository root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from lib.cli import UserError, run_cli
 from data.common import (Staging, check_dataset_dir, check_val_frac, get_tokenizer, hash_unit, read_source, run_prepare,
                          split_list, tokenizer_meta)
 from data.pycode.prepare import find_files

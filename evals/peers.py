@@ -25,10 +25,10 @@ import time
 
 import torch
 
-from cli import UserError
+from lib.cli import UserError
 from model import ModelConfig, Transformer
 
-BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bench.py')
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench.py')
 
 
 # -----------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def bench_vocab(cfg):
 def bench_coda(cfg):
     """generate() vs CoDA's diffusion_generate at CoDA's head shape, same weights, alternated."""
     import inspect
-    from sampling import generate
+    from sample import generate
     quick, P, N = cfg['quick'], (16 if cfg['quick'] else 64), (16 if cfg['quick'] else 64)
     mc = peer_shape(4096 if quick else 151936, quick, tie_word_embeddings=False, shift_logits=True)
     mc.mask_token_id = mc.vocab_size - 1 if quick else 151669

@@ -21,10 +21,10 @@ import json
 import os
 import re
 
-from cli import UserError
-from head import CE_CHUNK_FLOATS
+from lib.cli import UserError
+from lib.head import CE_CHUNK_FLOATS
 from model import ModelConfig, make_config
-from runtime import load_checkpoint
+from lib.runtime import load_checkpoint
 
 GB = 1e9
 

@@ -2,7 +2,7 @@
 The machinery under train.py's loop, apart from the method: processes and devices (one process,
 torchrun's DDP, torch_xla), the model a run starts from, stopping on Ctrl-C / SIGTERM with a
 checkpoint, checkpoints (read, and written atomically), the HF export, the log and its plot. The
-sharded engines (FSDP, SPMD) are in sharding.py. train.train() reads as the loop; this is what it calls.
+sharded engines (FSDP, SPMD) are in lib/sharding.py. train.train() reads as the loop; this is what it calls.
 """
 import json
 import os
@@ -17,10 +17,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from cli import UserError, read_json
+from lib.cli import UserError, parse_dtype, read_json
 from data.common import data_ids
 from model import ModelConfig, Transformer, make_config
-from sharding import (check_fsdp, checkpoint_layers, full_state, fully_shard_model, load_optimizer_state,
+from lib.tokenizer import load_tokenizer
+from lib.sharding import (check_fsdp, checkpoint_layers, full_state, fully_shard_model, load_optimizer_state,
                       spmd_shard_model, start_spmd)
 
 
@@ -29,7 +30,7 @@ from sharding import (check_fsdp, checkpoint_layers, full_state, fully_shard_mod
 
 def start_processes(cfg):
     """torchrun sets RANK/WORLD_SIZE; torch_xla.launch runs one process per chip; else one process.
-    parallel=fsdp on XLA: one process per host drives every chip through an SPMD mesh (sharding.py)."""
+    parallel=fsdp on XLA: one process per host drives every chip through an SPMD mesh (lib/sharding.py)."""
     run = SimpleNamespace(xla=cfg.device == 'xla', fsdp=cfg.parallel == 'fsdp', mark_step=lambda: None)
     if run.xla:
         import torch_xla
@@ -147,7 +148,6 @@ def build_model(cfg, meta, kind, ckpt):
         model.load_state_dict(ckpt['model'])
     else:
         if os.path.isfile(os.path.join(cfg.init_from, 'tokenizer.json')):
-            from tokenizer import load_tokenizer
             tok = load_tokenizer(cfg.init_from)
             if (tok.vocab_size, tok.mask_id) != (meta['vocab_size'], meta['mask_id']):
                 raise UserError(f"the dataset's tokenizer ({meta['tokenizer']!r}) is not the one of {cfg.init_from}; "
@@ -201,7 +201,6 @@ def fim_ids(cfg, meta):
     """(<|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>) ids of the dataset's tokenizer when FIM is on, else ()."""
     if cfg.fim_rate <= 0:
         return ()
-    from tokenizer import load_tokenizer
     return load_tokenizer(meta['tokenizer']).fim_ids
 
 
@@ -209,7 +208,6 @@ def expand_ids(cfg, meta):
     """(<|expand|>,) of the dataset's tokenizer when varlen_rate > 0 (variable-length infilling), else ()."""
     if cfg.varlen_rate <= 0:
         return ()
-    from tokenizer import load_tokenizer
     return (load_tokenizer(meta['tokenizer']).expand_id,)
 
 
@@ -432,3 +430,27 @@ def plot_losses(log_path):
     fig.savefig(path + '.tmp', dpi=100, format='png')
     os.replace(path + '.tmp', path)  # the picture of this run's log, whole or not at all
     plt.close(fig)
+
+
+def load_model(path, device='cpu', dtype=None):
+    """(model, tokenizer) from a train.py ckpt.pt, an out_dir holding one, or an HF Qwen3/CoDA directory
+    (tokenizer from its tokenizer.json). model.train_config is the training config ({} for HF)."""
+    if isinstance(dtype, str):
+        dtype = parse_dtype(dtype) if dtype != 'auto' else None
+    ckpt = path if os.path.isfile(path) else os.path.join(path, 'ckpt.pt')
+    if os.path.isfile(ckpt):
+        ck = load_checkpoint(ckpt)
+        model = Transformer(ModelConfig(**ck['model_config']))
+        model.load_state_dict(ck['model'])  # train.py saves the unwrapped model's state
+        tok = load_tokenizer(ck.get('tokenizer') or 'bytes')
+        model.train_config = ck.get('train_config') or {}
+    elif os.path.isfile(os.path.join(path, 'config.json')):
+        model = Transformer.from_pretrained(path, dtype=dtype)
+        if not os.path.isfile(os.path.join(path, 'tokenizer.json')):
+            raise UserError(f"{path} has no tokenizer.json; copy the model's tokenizer.json next to config.json")
+        tok = load_tokenizer(path)
+        model.train_config = {}
+    else:
+        raise FileNotFoundError(f"{path}: no ckpt.pt and no config.json; pass a train.py out_dir, a ckpt.pt "
+                                f"or a Hugging Face Qwen3/CoDA directory")
+    return model.to(device=device, dtype=dtype).eval(), tok

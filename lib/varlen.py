@@ -16,7 +16,7 @@ adjacent masked pairs are merged into one mask whose target is <|expand|> with p
 A row's deletes share one token's weight (pool_deletes, DreamOn's weight_eos), so the slots before the
 suffix are not the sampler's most confident commits (docs/objectives.md, step 5).
 
-Sampling (generate_varlen, = sampling.generate(..., variable_length=True)): the hole starts as a
+Sampling (generate_varlen, = sample.generate(..., variable_length=True)): the hole starts as a
 canvas of k masks; each step commits the most confident slot(s) as generate does, then a committed
 <|expand|> becomes two masks and a committed delete leaves the canvas (with truncate, DreamOn's
 pad_eos_to_right, the masks after it go too). Expansion is off (logit -inf) once the canvas holds
@@ -26,9 +26,9 @@ import time
 
 import torch
 
-from cli import UserError
-from denoise import as_rows, check_tokens, gumbel, left_pad, propose, top_ranks
-from diffusion import predict
+from lib.cli import UserError
+from diffusion import gumbel, predict, propose, top_ranks
+from lib.rows import as_rows, check_tokens, left_pad
 from model import Context
 
 # -----------------------------------------------------------------------------

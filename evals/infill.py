@@ -19,7 +19,7 @@ How a model fills a hole (mode, from the checkpoint; --infill_mode overrides):
              --hole_length=0 (the default) exactly as many masks as the hidden span has tokens (the
              oracle length; masked diffusion has no length prediction), else that many masks and the
              fill is cut after --span_lines newlines. --variable_length (models trained with
-             varlen_rate > 0): --canvas masks that grow and shrink up to --max_hole (DreamOn, varlen.py)
+             varlen_rate > 0): --canvas masks that grow and shrink up to --max_hole (DreamOn, lib/varlen.py)
   fim        causal models trained with fim_rate > 0 (Bavarian et al. 2022): the PSM prompt
              <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>, decoded until EOS
   prefix     causal models without FIM (or --infill_mode=prefix): the prefix only, the suffix unseen
@@ -44,9 +44,9 @@ import warnings
 
 from tqdm import tqdm
 
-from execution import run_programs
-from cli import UserError
-from tasks import dataset_dir, decode_answer, load_humaneval, sampler_kwargs, val_source_files
+from evals.execution import run_programs
+from lib.cli import UserError
+from evals.tasks import dataset_dir, decode_answer, load_humaneval, sampler_kwargs, val_source_files
 
 MODES = ('diffusion', 'fim', 'prefix')
 
@@ -198,14 +198,14 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator, varlen_model=
     """Generate the hole's text -> (fill text, generate's info). varlen_model (trained with varlen_rate > 0):
     a hole of fixed length is a canvas that cannot grow (DreamOn's fixed-length decoding: <|expand|> never
     proposed, a delete ends the middle), decoded as the variable-length rows are."""
-    import sampling
+    from sample import generate
     kw = sampler_kwargs(cfg, model)
     if mode == 'diffusion' and (cfg.get('variable_length') or varlen_model):  # DreamOn: the canvas finds the length
         canvas, most = (cfg['canvas'], cfg['max_hole']) if cfg.get('variable_length') else (cfg['hole_length'] or ans_len,) * 2
         kw.update(gen_length=most, suffix=[suf], variable_length=True, canvas=canvas,
                   expand_id=tok.expand_id, delete_id=tok.pad_id)
         kw.pop('block_length'), kw.pop('steps'), kw.pop('schedule')
-        out, info = sampling.generate(model, [pre], **kw, pad_id=tok.pad_id, generator=generator)
+        out, info = generate(model, [pre], **kw, pad_id=tok.pad_id, generator=generator)
         return decode_answer(tok, info['middles'][0]), dict(info, gen_length=info['lengths'][0])
     if mode == 'diffusion':
         gen = cfg['hole_length'] or ans_len
@@ -221,7 +221,7 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator, varlen_model=
         prompt = psm_prompt(tok, pre, suf) if mode == 'fim' else pre
     with warnings.catch_warnings():  # holes of any length: "not a multiple of block_length" is expected here
         warnings.simplefilter('ignore')
-        out, info = sampling.generate(model, [prompt], **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=generator)
+        out, info = generate(model, [prompt], **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=generator)
     return decode_answer(tok, out[0, len(prompt):len(prompt) + gen].tolist()), dict(info, gen_length=gen)
 
 
@@ -248,7 +248,7 @@ def eval_infill(cfg, model, tok, train_cfg):
         raise UserError("the model's vocab has no FIM sentinels; use --infill_mode=prefix")
     ctx = cfg['ctx_len'] or train_cfg.get('seq_len') or 512
     if varlen:  # the model, the canvas and the context, before any hole
-        from varlen import check_varlen
+        from lib.varlen import check_varlen
         check_varlen(model, cfg['canvas'], cfg['max_hole'], None, tok.expand_id, tok.pad_id,
                      sampler_kwargs(cfg, model)['cache'], cfg['alg'], 0, 0)
         if cfg['max_hole'] + 2 > ctx:

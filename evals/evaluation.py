@@ -6,8 +6,8 @@ shadow Python's builtin eval, so that speedrun.py and experiments/ can call main
   mbpp       pass@k on a local MBPP JSONL (fields text, code, test_list as in the original release)
   infill     hide a line (or --span_lines lines) inside a function of a held-out stdlib file of
              data/pycode's val split and fill it: exact match, edit similarity, parse rate, bits/byte
-             of the hidden span (eval_infill.py; AR + FIM checkpoints get PSM prompts)
-  humaneval_infill  HumanEval single-line infilling (1,033 holes), pass@1 too (eval_infill.py)
+             of the hidden span (evals/infill.py; AR + FIM checkpoints get PSM prompts)
+  humaneval_infill  HumanEval single-line infilling (1,033 holes), pass@1 too (evals/infill.py)
   elbo       validation ELBO of the val split: nats/token and bits/byte
 
   python eval.py --task=humaneval --canonical          # checks the executor: must be 164/164
@@ -19,11 +19,11 @@ shadow Python's builtin eval, so that speedrun.py and experiments/ can call main
   python eval.py --task=elbo --ckpt=out-pycode --eval_batches=20
   python eval.py --protocol=coda --task=humaneval --hf=path/to/CoDA-v0-Instruct --dtype=bfloat16
 
---protocol=coda (eval_coda.py) reproduces CoDA's own harness instead of this project's prompts and
+--protocol=coda (evals/coda.py) reproduces CoDA's own harness instead of this project's prompts and
 post-processing, also for humanevalplus / mbppplus (local evalplus JSONL files).
 
-Generated code is only ever run in execution.py's sandbox (run_programs): a child process with a
-wall-clock timeout, CPU and address-space limits and no network. tasks.py holds what the tasks share:
+Generated code is only ever run in evals/execution.py's sandbox (run_programs): a child process with a
+wall-clock timeout, CPU and address-space limits and no network. evals/tasks.py holds what the tasks share:
 the model loader, the problems, the sampler options and the generation loop.
 """
 import ast
@@ -33,16 +33,16 @@ import os
 
 from tqdm import tqdm
 
-import eval_coda
-from cli import UserError, check_device, check_ranges, parse_dtype, parse_options
+from evals import coda as eval_coda
+from lib.cli import UserError, check_device, check_ranges, parse_dtype, parse_options
 from data.common import check_out_file, check_record, json_with_keys, write_json
-from eval_infill import eval_infill
-from execution import per_problem, run_programs, summarize
-from tasks import INSTRUCT_PREFIX, complete, dataset_dir, load, load_humaneval, samples_and_ks
+from evals.infill import eval_infill
+from evals.execution import per_problem, run_programs, summarize
+from evals.tasks import INSTRUCT_PREFIX, complete, dataset_dir, load, load_humaneval, samples_and_ks
 
 DEFAULTS = dict(
     task='humaneval',       # humaneval | mbpp | infill | elbo (--protocol=coda also: humanevalplus | mbppplus)
-    protocol='project',     # project | coda: CoDA's harness (eval_coda.py), its settings unless given here
+    protocol='project',     # project | coda: CoDA's harness (evals/coda.py), its settings unless given here
     ckpt='',                # a train.py out_dir or its ckpt.pt ...
     hf='',                  # ... or a Hugging Face Qwen3 / CoDA directory
     tokenizer='',           # override the tokenizer: bytes | gpt2 | tokenizer.json path ('' = the model's own)
@@ -73,7 +73,7 @@ DEFAULTS = dict(
     cond_samples=8,         # infill: ELBO samples for the span's bits/byte (0 = skip that metric)
     steps_div=0,            # infill, diffusion: steps = ceil(hole / steps_div) (0 = one token per step)
     multi_line=False,       # humaneval_infill: every span of lines (5,815 holes) instead of single lines (1,033)
-    variable_length=False,  # infill, diffusion: no length given; the canvas grows and shrinks (DreamOn, varlen.py)
+    variable_length=False,  # infill, diffusion: no length given; the canvas grows and shrinks (DreamOn, lib/varlen.py)
     canvas=16, max_hole=64,  # variable_length: initial masks, and the longest middle the canvas may grow to
     # elbo
     eval_batches=20, elbo_samples=8,
@@ -233,7 +233,7 @@ def same_tokenizer(tok, spec):
     (Qwen3's tokenizer by another path)."""
     if tok.spec == spec:
         return True
-    from tokenizer import load_tokenizer
+    from lib.tokenizer import load_tokenizer
     try:
         other = load_tokenizer(spec)
     except Exception:  # gone, or not loadable offline: not shown to be the same
