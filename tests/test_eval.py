@@ -69,7 +69,7 @@ PROMPT = ('from typing import List\n\n\ndef total(xs: List[int]) -> int:\n'
 def test_completion_cut_keeps_helpers_drops_junk():
     text = ('    return helper(xs)\n\n\ndef helper(xs):\n    return sum(xs)\n\n\n'
             'if __name__ == "__main__":\n    print(total([1, 2]))\nwhile True:\n    pass\n')
-    code = E.keep_definitions(PROMPT + E.cut_completion(text, 'completion'))
+    code = T.keep_definitions(PROMPT + T.cut_completion(text, 'completion'))
     assert 'helper(xs)' in code and '__main__' not in code and 'while' not in code
     assert X.run_programs([code + 'assert total([1, 2, 3]) == 6\n']) == ['passed']
 
@@ -77,7 +77,7 @@ def test_completion_cut_keeps_helpers_drops_junk():
 def test_completion_cut_mid_statement():
     """A generation that ran out of tokens mid-line loses the broken tail, not the function."""
     text = '    s = 0\n    for x in xs:\n        s += x\n    return s\n\ndef other(y):\n    return [i for i in range(y'
-    code = E.keep_definitions(PROMPT + E.cut_completion(text, 'completion'))
+    code = T.keep_definitions(PROMPT + T.cut_completion(text, 'completion'))
     ast.parse(code)
     assert 'other' not in code and 'return s' in code
 
@@ -86,17 +86,17 @@ def test_instruct_code_block():
     """instruct: the code block opened by CoDA's prefix ends at the fence; prose and test code after it
     go, and a full rewrite of the function replaces the prompt's docstring-only stub."""
     text = '    return sum(xs)\n```\n\nThis adds the numbers.\n```python\nprint(total([1]))\n```'
-    code = E.keep_definitions(PROMPT + E.cut_completion(text, 'instruct'))
+    code = T.keep_definitions(PROMPT + T.cut_completion(text, 'instruct'))
     assert code.count('def total') == 1 and 'print' not in code and 'This adds' not in code
     rewrite = 'from typing import List\n\ndef total(xs):\n    return sum(xs)\n\nassert total([1]) == 2\n```\nDone.'
-    code = E.keep_definitions(PROMPT + E.cut_completion(rewrite, 'instruct'))
+    code = T.keep_definitions(PROMPT + T.cut_completion(rewrite, 'instruct'))
     assert code.count('def total') == 1 and 'assert' not in code and 'return sum(xs)' in code
     assert X.run_programs([code + 'assert total([1, 2, 3]) == 6\n']) == ['passed']
 
 
 def test_wrong_and_empty_completions_fail():
-    bad = E.keep_definitions(PROMPT + E.cut_completion('    return 0\n', 'completion'))
-    empty = E.keep_definitions(PROMPT + E.cut_completion('def x(:\n', 'completion'))
+    bad = T.keep_definitions(PROMPT + T.cut_completion('    return 0\n', 'completion'))
+    empty = T.keep_definitions(PROMPT + T.cut_completion('def x(:\n', 'completion'))
     assert X.run_programs([c + 'assert total([1, 2]) == 3\n' for c in (bad, empty)]) == ['failed: AssertionError'] * 2
 
 
