@@ -29,6 +29,15 @@ RUNS = {
     'pretrain': ('out-toy-pretrain', ['--masking=pretrain', '--out_dir=out-toy-pretrain']),
     'strong': ('out-toy-strong', ['--masking=custom', '--s1_prob=0.2', '--s3_prob=0.25', '--out_dir=out-toy-strong']),
     'varlen': ('out-toy-varlen', ['config/toy_varlen.py']),  # continues out-toy (mdm) with DreamOn's rows
+    # the small world (data/pyworld): 2,500 iterations x 16 x 256 byte tokens each (experiments/world.py)
+    'w_ar': ('out-world-ar', ['config/world_ar.py']),
+    'w_ar_fim': ('out-world-ar-fim', ['config/world_ar_fim.py']),
+    'w_mdm': ('out-world', ['config/world.py']),
+    'w_block': ('out-world-block', ['config/world_block.py']),
+    'w_ar2000': ('out-world-ar2000', ['config/world_ar.py', '--max_iters=2000', '--out_dir=out-world-ar2000']),
+    'w_adapt': ('out-world-adapt', ['config/world_adapt.py']),
+    'w_adapt_block': ('out-world-adapt-block', ['config/world_adapt_block.py']),
+    'w_edit': ('out-world-edit', ['config/world_edit.py']),
 }
 
 

@@ -13,6 +13,7 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
   python -m experiments.run curves    # (e) val loss vs training tokens, diffusion vs AR
   python -m experiments.run varlen    # (g) infilling without the oracle length (DreamOn; experiments/table_varlen.py)
   python -m experiments.run adapt     # (f) AR -> diffusion adaptation at equal total compute (experiments/adapt.py)
+  python -m experiments.run world     # (h) the small world: every arm on every tier, seen and held-out (experiments/world.py)
   python -m experiments.run all --runs=/path/to/runs,. --n_infill=100 --n_he=1033
   python -m experiments.run blocks --logs_only   # refresh the log-based part while runs still train
   python -m experiments.run infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
@@ -28,7 +29,7 @@ if not __package__:  # typed by path (python experiments/run.py): import from th
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.cli import UserError, check_ranges, parse_args, run_cli
-from experiments import table_varlen
+from experiments import table_varlen, world
 from experiments.adapt import table_adapt  # (f) AR -> diffusion adaptation at equal total compute
 from experiments.common import (REPO, at_common_iteration, evaluate, fimprobe_rows, find_only, find_run, log_curve,
                                 markdown, only_runs, pick, previous_rows, read_log, save, tokens_to_reach, train_info,
@@ -36,9 +37,10 @@ from experiments.common import (REPO, at_common_iteration, evaluate, fimprobe_ro
 
 DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=1033, n_frontier=50, eval_batches=10,
                 hole_length=32, max_hole=64, sampler='', logs_only=False, only='', overwrite=False,
+                n_world=50, world_gen=192, world='data/pyworld',
                 out_dir=os.path.join(REPO, 'experiments', 'results'))
 RANGES = dict(threads='[1, inf)', n_infill='[1, inf)', n_he='[1, inf)', n_frontier='[1, inf)', eval_batches='[1, inf)',
-              hole_length='[0, inf)', max_hole='[1, inf)')
+              hole_length='[0, inf)', max_hole='[1, inf)', n_world='[1, inf)', world_gen='[1, inf)')
 
 METRICS = ('tasks', 'mode', 'hole_length', 'exact_match', 'edit_similarity', 'parse_rate', 'cond_bpb', 'pass@1',
            'tokens_per_forward')
@@ -326,7 +328,7 @@ def table_curves(cfg):
 
 
 TABLES = dict(infill=table_infill, samplers=table_samplers, fimprobe=table_fimprobe, blocks=table_blocks, frontier=table_frontier, masking=table_masking,
-              curves=table_curves, adapt=table_adapt, varlen=table_varlen.table)
+              curves=table_curves, adapt=table_adapt, varlen=table_varlen.table, world=world.table)
 
 
 def main(argv):

@@ -1,0 +1,69 @@
+"""
+(h) The small world (data/pyworld): every arm at equal compute, on every tier, seen and held-out
+compositions apart. Each arm spends 2,500 iterations of 16 x 256 byte tokens (block arms: batch 8, whose
+[x_t ; x_0] layout doubles the forward tokens), the AR iterations of an adapted arm's source included:
+
+  ar          AR, next-token loss                    config/world_ar.py
+  ar_fim      AR + FIM (the infilling baseline)      config/world_ar_fim.py
+  mdm         masked diffusion from scratch          config/world.py
+  block       block-4 diffusion from scratch         config/world_block.py
+  adapt       AR 2,000 -> mdm 500, logit shift       config/world_adapt.py
+  adapt_block AR 2,000 -> block-4 500, logit shift   config/world_adapt_block.py
+  edit        mdm with Seed Diffusion's edit stage   config/world_edit.py
+
+Measured per arm, with eval.py's world tasks: write pass@1 on seen (train) and held-out (test)
+compositions per tier, one token per step and (diffusion) at Fast-dLLM's threshold 0.9, with tokens per
+forward and wall time; infill pass@1 on held-out holes (diffusion: prefix + suffix at the oracle length;
+AR + FIM: PSM; AR: the prefix only); the final val loss of the training log.
+
+  python -m experiments.run world --runs=DIR --n_world=50
+"""
+from experiments.common import evaluate, find_only, markdown, only_runs, save, train_info
+
+ARMS = ('ar', 'ar_fim', 'mdm', 'block', 'adapt', 'adapt_block', 'edit')
+DIFFUSION = ('mdm', 'block', 'adapt', 'adapt_block', 'edit')
+TIERS = (1, 2, 3, 4)
+
+
+def cells(summary, split):
+    return {t: summary['pass_at_1'].get(f'{split}/tier{t}') for t in TIERS}
+
+
+def table(cfg):
+    names, rows = only_runs(cfg, 'world', ARMS)
+    for name in names:
+        path = find_only(cfg, 'w_' + name)
+        if path is None:
+            continue
+        info = train_info(path)
+        base = [f'--ckpt={path}', f'--limit={cfg["n_world"]}', f'--data_path={cfg["world"]}']
+        decoders = [('one token per step', [])] + ([('threshold 0.9', ['--threshold=0.9'])] if name in DIFFUSION else [])
+        for label, flags in decoders:
+            s = evaluate(cfg, '--task=world_write', *base, '--split=train,test', f'--gen_length={cfg["world_gen"]}', *flags)
+            rows.append(dict(run=name, task='write', decoder=label, iters=info['iters'], val_bpb=info['log_val_bpb'],
+                             seen=cells(s, 'train'), held_out=cells(s, 'test'), seen_all=s['pass_at_1'].get('train'),
+                             held_out_all=s['pass_at_1'].get('test'), tokens_per_forward=s['tokens_per_forward'],
+                             seconds=s['seconds']))
+        modes = ['', 'prefix'] if name == 'ar_fim' else ['']
+        for mode in modes:
+            s = evaluate(cfg, '--task=world_infill', *base, '--split=test', f'--infill_mode={mode}')
+            rows.append(dict(run=name, task='infill', decoder='prefix only' if mode == 'prefix' else 'one token per step',
+                             iters=info['iters'], held_out=cells(s, 'test'), held_out_all=s['pass_at_1'].get('test'),
+                             tokens_per_forward=s['tokens_per_forward'], seconds=s['seconds']))
+    rows.sort(key=lambda r: ARMS.index(r['run']))  # stable: --only's rows take their run's place
+    flat = [dict(r, **{f'seen t{t}': (r.get('seen') or {}).get(t) for t in TIERS},
+                 **{f'held-out t{t}': r['held_out'].get(t) for t in TIERS}) for r in rows]
+    markdown(flat, ['run', 'task', 'decoder', *[f'seen t{t}' for t in TIERS], *[f'held-out t{t}' for t in TIERS],
+                    'tokens_per_forward', 'seconds'])
+
+    def plot(axes):  # held-out write pass@1 per tier (one token per step), and held-out infill pass@1 per tier
+        for ax, task in zip(axes, ('write', 'infill')):
+            part = [r for r in rows if r['task'] == task and r['decoder'] != 'threshold 0.9']
+            for k, r in enumerate(part):
+                ax.bar([t + (k - len(part) / 2) * 0.8 / len(part) for t in TIERS],
+                       [100 * (r['held_out'][t] or 0) for t in TIERS], 0.8 / len(part),
+                       label=r['run'] + (' (prefix only)' if r['decoder'] == 'prefix only' else ''))
+            ax.set_xticks(TIERS, [f'tier {t}' for t in TIERS]), ax.set_ylim(0, 100), ax.legend(fontsize=6)
+            ax.set_ylabel(f'{task} pass@1, held-out compositions (%)')
+    save(cfg, 'world', dict(rows=rows, n_per_tier=cfg['n_world'], gen_length=cfg['world_gen'], world=cfg['world']),
+         plot, panels=2)
