@@ -246,7 +246,8 @@ def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then co
 
 def train(cfg):
     run = start_processes(cfg)  # rank, world, device, autocast: one process, torchrun, or torch_xla.launch
-    with hold_out_dir(cfg.out_dir, run.master):  # a second run into out_dir meanwhile is refused (an flock)
+    export_only = cfg.init_from == 'resume' and cfg.max_iters == 0  # reads out_dir, never writes there
+    with hold_out_dir(cfg.out_dir, run.master and not export_only):  # a second run into out_dir is refused (an flock)
         return loop(cfg, run)
 
 

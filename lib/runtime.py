@@ -523,9 +523,14 @@ def plot_losses(log_path):
     ax.plot([r['iter'] for r in val], [r['val_loss'] for r in val], 'o-', label='val ELBO')
     ax.set_xlabel('iteration'), ax.set_ylabel('nats / token'), ax.legend()
     path = os.path.join(os.path.dirname(log_path), 'loss.png')
-    fig.savefig(path + '.tmp', dpi=100, format='png')
-    os.replace(path + '.tmp', path)  # the picture of this run's log, whole or not at all
-    plt.close(fig)
+    try:
+        with writing(path):
+            fig.savefig(path + '.tmp', dpi=100, format='png')
+        os.replace(path + '.tmp', path)  # the picture of this run's log, whole or not at all
+    finally:
+        plt.close(fig)
+        if os.path.exists(path + '.tmp'):
+            os.remove(path + '.tmp')
 
 
 def load_model(path, device='cpu', dtype=None):
