@@ -348,9 +348,10 @@ class Transformer(nn.Module):
     # -------------------------------------------------------------------------
     # Hugging Face checkpoints: config.json + model.safetensors (or shards + index)
 
-    @classmethod
-    def from_pretrained(cls, path, dtype=None, **overrides):
-        from safetensors import safe_open
+    @staticmethod
+    def read_hf_config(path):
+        """The ModelConfig fields of a Hugging Face Qwen3 / CoDA directory, from its config.json (checked)
+        -> (fields, the whole config.json)."""
         cfg_path = os.path.join(path, 'config.json')
         if not os.path.isfile(cfg_path):
             raise UserError(f"{path}: no config.json; point to a Hugging Face Qwen3 or CoDA checkpoint directory")
@@ -376,6 +377,12 @@ class Transformer(nn.Module):
             args.setdefault('attention', 'bidirectional')
             args.setdefault('shift_logits', True)
             args.setdefault('mask_token_id', 151669)
+        return args, hf
+
+    @classmethod
+    def from_pretrained(cls, path, dtype=None, **overrides):
+        from safetensors import safe_open
+        args, hf = cls.read_hf_config(path)
         config = ModelConfig(**{**args, **overrides})
         # read every tensor name first, so problems are reported all at once
         index = os.path.join(path, 'model.safetensors.index.json')
@@ -422,9 +429,9 @@ class Transformer(nn.Module):
             model.lm_head.weight = model.model.embed_tokens.weight
         return model
 
-    def save_pretrained(self, path, max_shard_size=None):
+    def save_pretrained(self, path, max_shard_size=None, **extra):
         """HF layout. attention='causal' writes a plain qwen3 config (transformers loads it);
-        any other mode writes model_type CoDA with our diffusion fields."""
+        any other mode writes model_type CoDA with our diffusion fields. extra: more keys of config.json."""
         from safetensors.torch import save_file
         os.makedirs(path, exist_ok=True)
         cfg = asdict(self.config)
@@ -432,7 +439,8 @@ class Transformer(nn.Module):
         hf = dict(cfg, model_type='qwen3' if causal else 'CoDA', architectures=['Qwen3ForCausalLM'] if causal else ['CoDALanguageModel'],
                   torch_dtype=str(self.lm_head.weight.dtype).replace('torch.', ''), hidden_act='silu',
                   attention_dropout=0.0, initializer_range=0.02,
-                  rope_parameters={'rope_type': 'default', 'rope_theta': cfg['rope_theta']}, use_cache=True, use_sliding_window=False)
+                  rope_parameters={'rope_type': 'default', 'rope_theta': cfg['rope_theta']}, use_cache=True, use_sliding_window=False,
+                  **extra)
         sd = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         if self.config.tie_word_embeddings:
             sd.pop('lm_head.weight')  # stored once, as HF does

@@ -82,7 +82,7 @@ import torch
 
 from diffusion import confidence, gumbel, predict, propose, sample_tokens, top_ranks, uniform
 from model import Context
-from lib.cli import UserError, check_device, check_ranges, parse_args, run_cli
+from lib.cli import UserError, check_device, check_ranges, parse_options, run_cli
 from lib.display import canvas_segments, frame_segments, is_picture, live_display, read_text, recorder, save_frames
 from lib.rows import as_rows, check_tokens, cut_after_eos, left_pad
 from lib.runtime import load_model
@@ -489,10 +489,16 @@ RANGES = dict(canvas='[1, inf)', max_hole='[1, inf)', num_samples='[1, inf)', ge
               seed='(-inf, inf)', n_frames='[2, inf)')
 PAIRS = (('ckpt', 'hf', 'both name a model'), ('prompt', 'prompt_file', 'both give the prompt'),
          ('suffix', 'suffix_file', 'both give the suffix'), ('frames', 'show', 'both watch the denoising'))
+# the decodings that read each decoding-specific option: given to another, it is an error (as eval.py's USED_BY)
+DIFFUSION, FIXED, VARLEN, AR = 'fixed-length diffusion', "a varlen model's fixed hole", '--variable_length', 'AR decoding'
+READ_BY = dict(gen_length=(DIFFUSION, FIXED, AR), block_length=(DIFFUSION,), steps=(DIFFUSION,), schedule=(DIFFUSION,),
+               factor=(DIFFUSION,), alg=(DIFFUSION, FIXED, VARLEN), alg_temp=(DIFFUSION, FIXED, VARLEN),
+               threshold=(DIFFUSION, FIXED, VARLEN), canvas=(VARLEN,), max_hole=(VARLEN,))
 
 
 def main(argv):
-    args = SimpleNamespace(**parse_args(argv, DEFAULTS, __doc__, KINDS))
+    given = parse_options(argv, DEFAULTS, __doc__, KINDS)
+    args = SimpleNamespace(**{**DEFAULTS, **given})
     for a, b, why in PAIRS:
         if getattr(args, a) not in (None, '', False) and getattr(args, b) not in (None, '', False):
             raise UserError(f"--{a} and --{b} {why}; pass one of them")
@@ -529,6 +535,12 @@ def main(argv):
         raise UserError(f"--canvas={args.canvas} is above --max_hole={args.max_hole}; start from fewer masks or raise the maximum")
     if args.variable_length and kind != 'bidirectional':
         raise UserError(f"--variable_length needs a bidirectional diffusion model; this checkpoint is {kind}")
+    # a varlen model's hole of fixed length is a canvas that cannot grow (DreamOn's fixed-length decoding)
+    fixed_hole = suffix is not None and not args.variable_length and model.train_config.get('varlen_rate', 0) > 0
+    mode = AR if kind == 'causal' else VARLEN if args.variable_length else FIXED if fixed_hole else DIFFUSION
+    for flag in sorted(set(given) & set(READ_BY)):
+        if mode not in READ_BY[flag]:
+            raise UserError(f"--{flag} is not used by {mode} (only by {', '.join(READ_BY[flag])}); drop it")
     if args.variable_length:  # the hole's maximum takes gen_length's place; the checks before any warning
         args.gen_length = args.max_hole
         check_varlen(model, args.canvas, args.max_hole, None, tok.expand_id, tok.pad_id, args.cache or 'none', args.alg,
@@ -545,8 +557,6 @@ def main(argv):
         warnings.warn(f"{n} tokens is longer than the {trained} the model was trained on; expect worse samples")
     cache = args.cache or ('none' if kind == 'bidirectional' else 'prefix')
     generator = torch.Generator().manual_seed(args.seed)  # CPU generator: same samples on every device
-    # a varlen model's hole of fixed length is a canvas that cannot grow (DreamOn's fixed-length decoding)
-    fixed_hole = suffix is not None and not args.variable_length and model.train_config.get('varlen_rate', 0) > 0
     varlen = dict(variable_length=True, canvas=args.gen_length if fixed_hole else args.canvas, expand_id=tok.expand_id,
                   delete_id=tok.pad_id) if args.variable_length or fixed_hole else {}
     frames = []

@@ -33,10 +33,10 @@ import torch
 
 from evals import evaluation
 import train
-from lib.cli import UserError, check_ranges, parse_args, run_cli
-from data.common import load_meta
+from lib.cli import UserError, check_ranges, os_error_line, parse_options, run_cli
+from data.common import load_meta, write_atomic
 from model import PRESETS
-from lib.runtime import load_checkpoint
+from lib.runtime import load_checkpoint, read_log as read_records
 from evals.tasks import decode_answer
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -56,6 +56,7 @@ STAGES = [
          keys=dict(objective='sft', seq_len=512, batch_size=8, lr=5e-4, min_lr=5e-5, warmup_iters=30,
                    eval_interval=100, sample_interval=100)),
 ]
+NAMES = [st['name'] for st in STAGES]
 EVALS = dict(n_infill=(100, 20), n_humaneval=(164, 10), n_mbpp=(0, 10))  # (full, --quick); 0 = every problem
 
 DEFAULTS = dict(
@@ -85,39 +86,59 @@ CODE_PROMPT = 'import os\n\n\ndef '  # train.py's sample prompt
 # the run, stage by stage
 
 def main(argv):
-    cfg = parse_args(argv, DEFAULTS, __doc__)
-    stages = plan(cfg)
+    given = parse_options(argv, DEFAULTS, __doc__)
+    cfg = {**DEFAULTS, **given}
+    stages = plan(cfg, given)
     report = dict(command='python speedrun.py ' + shlex.join(argv), preset=cfg['preset'],
                   torch_threads=torch.get_num_threads(), stages=[])
-    old = read_json(os.path.join(cfg['run_dir'], 'report.json')).get('stages', []) if cfg['resume'] else []
-    old = {s['name']: s for s in old}
+    if cfg['resume']:  # every stage keeps its measurements until this run measures it again
+        old = read_json(os.path.join(cfg['run_dir'], 'report.json')).get('stages')
+        report['stages'] = [r for r in old if isinstance(r, dict) and r.get('name') in NAMES] if isinstance(old, list) else []
     os.makedirs(cfg['run_dir'], exist_ok=True)
-    t_run, changed, tokens = time.time(), False, 0
+    t_run, changed = time.time(), False
     for k, st in enumerate(stages):
         print(f"\n=== stage {k}/{len(stages) - 1}: {st['title']} -> {st['dir']}", flush=True)
-        action = stage_action(cfg, st, changed)
-        t0 = time.time()
-        if action != 'skip':
-            try:
-                train.main(train_argv(cfg, st, action))
-            except UserError as e:
-                raise UserError(f"stage {st['name']}: {e}" + ("; rerun speedrun.py with --resume" if 'stopped' in str(e) else ''))
-            changed = True
-        if action == 'skip' and st['name'] in old and old[st['name']].get('iters') == st['iters']:
-            rec = old[st['name']]  # finished and measured by an earlier run
-            print(f"finished earlier: {st['iters']} iterations; its measurements are kept")
-        else:
-            rec = measure(cfg, st, train_seconds=time.time() - t0 if action != 'skip' else None)
-        tokens += rec['tokens']
-        rec['cum_tokens'] = tokens
-        report['stages'].append(rec)
-        report['total_seconds'] = time.time() - t_run
-        write_report(cfg['run_dir'], report, stages)
+        try:
+            action = stage_action(cfg, st, changed)
+            t0 = time.time()
+            if action != 'skip':
+                try:
+                    train.main(train_argv(cfg, st, action))
+                except UserError as e:
+                    raise UserError(f"stage {st['name']}: {e}" + ("; rerun speedrun.py with --resume" if 'stopped' in str(e) else ''))
+                changed = True
+            kept = next((r for r in report['stages'] if r['name'] == st['name'] and r.get('iters') == st['iters']), None)
+            if action == 'skip' and kept:  # finished and measured by an earlier run
+                rec = kept
+                print(f"finished earlier: {st['iters']} iterations; its measurements are kept")
+            else:
+                rec = measure(cfg, st, train_seconds=time.time() - t0 if action != 'skip' else None)
+        except Unreadable as e:  # said in the report, beside the figures of the other stages
+            put(report, dict(name=st['name'], title=st['title'], out_dir=st['dir'], unreadable=str(e)))
+            write_report(cfg['run_dir'], report, stages, time.time() - t_run)
+            raise UserError(f"stage {st['name']}: {e} (report.md says so and keeps the other stages' measurements)") from None
+        put(report, rec)
+        write_report(cfg['run_dir'], report, stages, time.time() - t_run)
     print(f"\nreport card: {os.path.join(cfg['run_dir'], 'report.md')} ({report['total_seconds'] / 60:.1f} min)")
     return report
 
 
-def plan(cfg):
+class Unreadable(UserError):
+    """A stage's checkpoint or log cannot be read."""
+
+
+def put(report, rec):
+    """rec replaces its stage's record in the report; the stages stay in the recipe's order, each with the
+    tokens trained up to it."""
+    report['stages'] = sorted([r for r in report['stages'] if r['name'] != rec['name']] + [rec],
+                              key=lambda r: NAMES.index(r['name']))
+    tokens = 0
+    for r in report['stages']:
+        tokens += r.get('tokens', 0)
+        r['cum_tokens'] = tokens
+
+
+def plan(cfg, given=()):
     """Check every input before anything runs or is written -> the stages with their out_dir and counts."""
     check_ranges(cfg, RANGES, DEFAULTS)
     if cfg['resume'] and cfg['overwrite']:
@@ -140,6 +161,10 @@ def plan(cfg):
         raise UserError(f"--cache={cfg['cache']!r} is unknown; use dual or none")
     if cfg['mbpp'] and not os.path.isfile(cfg['mbpp']):
         raise UserError(f"--mbpp={cfg['mbpp']}: no such file; pass a local MBPP .jsonl or drop --mbpp")
+    if cfg['mbpp']:
+        evaluation.load_mbpp(cfg['mbpp'])  # every record, before hours of training
+    elif 'n_mbpp' in given:
+        raise UserError("--n_mbpp is not used without --mbpp (MBPP is not bundled); pass --mbpp=FILE or drop --n_mbpp")
     for key, (full, quick) in EVALS.items():
         cfg[key] = cfg[key] or (quick if cfg['quick'] else full)
     if cfg['threads']:
@@ -154,6 +179,14 @@ def plan(cfg):
     if held and not (cfg['resume'] or cfg['overwrite']):
         raise UserError(f"{run_dir} already holds a run ({', '.join(held)}); pass --resume to continue it, "
                         f"--overwrite to start over, or another --run_dir")
+    if cfg['resume'] and not held:
+        raise UserError(f"--resume: {run_dir} " + ("holds no stage checkpoint (<k>-<stage>/ckpt.pt)" if os.path.isdir(run_dir)
+                        else "does not exist") + "; nothing to resume: drop --resume to start the recipe")
+    if cfg['resume'] and 'preset' in given and held[0] == os.path.basename(stages[0]['dir']):
+        model = load_checkpoint(os.path.join(stages[0]['dir'], 'ckpt.pt'), mmap=True)['train_config'].get('model')
+        if model != cfg['preset']:
+            raise UserError(f"--preset={cfg['preset']} is not used by --resume: the run's AR stage holds model={model}; "
+                            f"drop --preset, or start over with --overwrite")
     return stages
 
 
@@ -166,7 +199,7 @@ def stage_action(cfg, st, changed):
     ckpt = os.path.join(st['dir'], 'ckpt.pt')
     if not (cfg['resume'] and not changed and os.path.isfile(ckpt)):
         return 'train'  # (after a stage trained again, every later stage starts over from it)
-    done = load_checkpoint(ckpt, mmap=True)['iter_num']
+    done = read_stage(st)[0]['iter_num']
     if done > st['iters']:
         raise UserError(f"{st['dir']} holds {done} iterations, more than the {st['iters']} asked; "
                         f"pass --{st['name']}_iters={done} or --overwrite")
@@ -190,10 +223,17 @@ def train_argv(cfg, st, action):
 # -----------------------------------------------------------------------------
 # the measurements of one stage
 
+def read_stage(st):  # -> (its checkpoint, its log's records), or Unreadable
+    try:
+        return load_checkpoint(os.path.join(st['dir'], 'ckpt.pt'), mmap=True), read_log(st['dir'])
+    except (UserError, OSError) as e:
+        raise Unreadable(os_error_line(e) if isinstance(e, OSError) else str(e)) from None
+
+
 def measure(cfg, st, train_seconds):
-    ckpt = load_checkpoint(os.path.join(st['dir'], 'ckpt.pt'), mmap=True)
+    ckpt, log = read_stage(st)
     tc, mc = ckpt['train_config'], ckpt['model_config']
-    val = [r for r in read_log(st['dir']) if 'val_loss' in r]
+    val = [r for r in log if 'val_loss' in r]
     t0 = time.time()
     rec = dict(name=st['name'], title=st['title'], out_dir=st['dir'], init_from=tc['init_from'],
                objective=tc['objective'], masking=tc['masking'], attention=mc['attention'],
@@ -239,16 +279,16 @@ def short_sample(stage_dir, chat, seed):
 
 
 def read_log(out_dir):
-    with open(os.path.join(out_dir, 'log.jsonl')) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_records(os.path.join(out_dir, 'log.jsonl'))
 
 
-def read_json(path):
+def read_json(path):  # a JSON object, or {} (none there, or damaged)
     try:
         with open(path) as f:
-            return json.load(f)
+            obj = json.load(f)
     except (OSError, ValueError):
         return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 # -----------------------------------------------------------------------------
@@ -264,15 +304,9 @@ def fence(text):  # a code fence longer than any run of backticks in the text
     return '`' * max([3] + [len(r) + 1 for r in re.findall('`+', text)])
 
 
-def write_atomic(path, text, mode='w'):
-    tmp = path + '.tmp'
-    with open(tmp, mode) as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def plot(run_dir, stages, done):
-    """Train loss and val bits/byte of every stage against the tokens trained so far -> loss.png, or why not."""
+    """Train loss and val bits/byte of every measured stage against the tokens trained so far -> loss.png, or None
+    without matplotlib."""
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -280,15 +314,15 @@ def plot(run_dir, stages, done):
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    start = 0
-    for st, rec in zip(stages, done):
+    start, dirs = 0, {st['name']: st['dir'] for st in stages}
+    for rec in (r for r in done if 'unreadable' not in r):
         per_iter = rec['tokens'] / max(rec['iters'], 1)
-        recs = read_log(st['dir'])
+        recs = read_log(dirs[rec['name']])
         x = [(start + r['iter'] * per_iter) / 1e6 for r in recs]
         line, = ax.plot(x, [r['loss'] / math.log(2) for r in recs], lw=0.8, alpha=0.6)
         val = [(xi, r['val_bpb']) for xi, r in zip(x, recs) if 'val_bpb' in r]
         if val:
-            ax.plot(*zip(*val), 'o-', color=line.get_color(), label=f"{st['name']}: val bits/byte")
+            ax.plot(*zip(*val), 'o-', color=line.get_color(), label=f"{rec['name']}: val bits/byte")
         ax.axvline(start / 1e6, color='grey', lw=0.5, ls='--')
         start += rec['tokens']
     ax.set_xlabel('tokens trained (millions, all stages)')
@@ -296,15 +330,16 @@ def plot(run_dir, stages, done):
     ax.set_title('the CoDA recipe at toy scale')
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, 'loss.png'), dpi=110)
+    write_atomic(os.path.join(run_dir, 'loss.png'), lambda f: fig.savefig(f, dpi=110, format='png'), 'wb')
     plt.close(fig)
     return 'loss.png'
 
 
-def write_report(run_dir, report, stages):
+def write_report(run_dir, report, stages, seconds):
     done = report['stages']
+    report['total_seconds'] = seconds
     report['loss_png'] = plot(run_dir, stages, done)
-    write_atomic(os.path.join(run_dir, 'report.json'), json.dumps(report, indent=1))
+    write_atomic(os.path.join(run_dir, 'report.json'), lambda f: f.write(json.dumps(report, indent=1)))
     mins = lambda s: '–' if s is None else f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
     code = lambda r, key: fmt(r[key]['pass@1'], pct=True) + f" ({r[key]['solved']}/{r[key]['problems']})" \
         if key in r and 'pass@1' in r[key] else ('–' if key not in r else 'not run')
@@ -314,12 +349,17 @@ def write_report(run_dir, report, stages):
           "| stage | iterations | tokens | train time | val bits/byte | infill edit sim. | hole bits/byte | HumanEval pass@1 | MBPP pass@1 |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in done:
-        md.append(f"| {r['name']} | {r['iters']:,} | {r['tokens'] / 1e6:.2f}M | {mins(r['train_seconds'])} | "
+        md.append(f"| {r['name']} | cannot be read: see below | | | | | | | |" if 'unreadable' in r else
+                  f"| {r['name']} | {r['iters']:,} | {r['tokens'] / 1e6:.2f}M | {mins(r['train_seconds'])} | "
                   f"{fmt(r['val_bpb'])} | {fmt(r['infill']['edit_similarity'], pct=True)} | {fmt(r['infill']['cond_bpb'])} | "
                   f"{code(r, 'humaneval')} | {code(r, 'mbpp')} |")
     md += ["", f"![val bits/byte and train loss over all stages]({report['loss_png']})" if report['loss_png']
            else "(no loss picture: matplotlib is not installed)", ""]
-    for k, r in enumerate(done):
+    for r in done:
+        k = NAMES.index(r['name'])
+        if 'unreadable' in r:
+            md += [f"## Stage {k}: {r['title']}", "", f"- `{r['out_dir']}` cannot be read: {r['unreadable']}", ""]
+            continue
         f = fence(r['sample_prompt'] + r['sample'])
         inf = r['infill']
         md += [f"## Stage {k}: {r['title']}", "",
@@ -339,7 +379,7 @@ def write_report(run_dir, report, stages):
                + r['sample'], f, ""]
     md += ["A stage finished by an earlier run (`--resume`) keeps that run's measurements. The AR stage's val "
            "bits/byte is the exact NLL, the diffusion stages' an ELBO bound, SFT's the ELBO of the val answers."]
-    write_atomic(os.path.join(run_dir, 'report.md'), '\n'.join(md) + '\n')
+    write_atomic(os.path.join(run_dir, 'report.md'), lambda f: f.write('\n'.join(md) + '\n'))
 
 
 if __name__ == '__main__':

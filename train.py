@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lib.cli import UserError, check_device, check_ranges, parse_options, run_cli
+from lib.cli import UserError, check_device, check_ranges, check_writable, parse_options, run_cli
 from model import Transformer
 from diffusion import DiffusionOptions, training_loss, elbo, bits_per_byte, block_schedule, block_size_at
 from lib.fim import fim_transform
 from lib.runtime import (start_processes, end_processes, reduce_step, wrap_model, stop_on_signal, catch_signals,
                      load_source, build_model, fim_ids, expand_ids, load_checkpoint, checkpoint_path, resume_state,
-                     save_checkpoint, export_hf, to_cpu, start_log, log, plot_losses)
+                     save_checkpoint, export_hf, model_files, hold_out_dir, to_cpu, start_log, log, plot_losses)
 from lib.sharding import full_state, plain_copy
 from lib.memplan import print_plan
 from data.common import load_meta, load_tokens, load_sft
@@ -110,9 +110,10 @@ FIXED_ON_RESUME = ('model', 'objective')         # the model a resume continues 
 def get_config(argv):
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     overrides = parse_options(argv, defaults, __doc__, config_files=True)
-    base = {}
+    base, start = {}, 0
     if overrides.get('init_from') == 'resume':  # continue with the run's own settings unless overridden
         ckpt = load_checkpoint(checkpoint_path(overrides.get('out_dir', TrainConfig.out_dir)), mmap=True)
+        start = ckpt.get('iter_num', 0)
         base = {k: v for k, v in (ckpt.get('train_config') or {}).items() if k in defaults and k not in PER_COMMAND and k not in HARDWARE_KEYS}
         fixed = FIXED_ON_RESUME + (('block_size',) if base.get('objective') == 'block' else ())
         for k in fixed:
@@ -143,6 +144,10 @@ def get_config(argv):
     if cfg.objective == 'block' and cfg.seq_len % cfg.block_size:
         raise UserError(f"seq_len={cfg.seq_len} is not a multiple of block_size={cfg.block_size}; change one of them")
     check_adaptation(cfg)
+    if cfg.attn_anneal_iters > cfg.max_iters > start:  # (annealing counts the run's iterations from 0)
+        raise UserError(f"attn_anneal_iters={cfg.attn_anneal_iters} is longer than the run (max_iters={cfg.max_iters}): "
+                        f"it would end with attention still partly causal, saved as bidirectional; set "
+                        f"attn_anneal_iters<={cfg.max_iters}, or raise max_iters")
     return cfg
 
 
@@ -241,6 +246,12 @@ def get_lr(it, cfg):  # nanoGPT: linear warm-up, cosine decay to min_lr, then co
 
 def train(cfg):
     run = start_processes(cfg)  # rank, world, device, autocast: one process, torchrun, or torch_xla.launch
+    export_only = cfg.init_from == 'resume' and cfg.max_iters == 0  # reads out_dir, never writes there
+    with hold_out_dir(cfg.out_dir, run.master and not export_only):  # a second run into out_dir is refused (an flock)
+        return loop(cfg, run)
+
+
+def loop(cfg, run):
     # --- data, model, optimizer (all checks happen before anything is written)
     check_outputs(cfg)
     kind, ckpt = load_source(cfg)
@@ -364,15 +375,17 @@ def make_optimizer(cfg, run, model):  # the model is on its device (FSDP: its pa
 
 def check_outputs(cfg):
     """The overwrite rule, before anything runs: only init_from=resume writes into an out_dir that holds a run,
-    and export_hf never replaces a model already there, unless overwrite=true (docs/training.md)."""
+    and export_hf never replaces a model already there (runtime.model_files), unless overwrite=true (docs/training.md)."""
     found = [f for f in ('ckpt.pt', 'log.jsonl') if os.path.lexists(os.path.join(cfg.out_dir, f))]
     if cfg.init_from != 'resume' and found and not cfg.overwrite:
         raise UserError(f"{cfg.out_dir} already holds a run ({', '.join(found)}); continue it with --init_from=resume, "
                         f"pick another --out_dir, or pass --overwrite to replace it")
-    if cfg.export_hf and not cfg.overwrite and any(os.path.lexists(os.path.join(cfg.export_hf, f)) for f in
-                                                   ('config.json', 'model.safetensors', 'model.safetensors.index.json')):
-        raise UserError(f"export_hf={cfg.export_hf} already holds a model; pick another directory, or pass --overwrite "
-                        f"to replace it")
+    held = model_files(cfg.export_hf)
+    if held and not cfg.overwrite:
+        raise UserError(f"export_hf={cfg.export_hf} already holds a model ({', '.join(held)}); pick another directory, "
+                        f"or pass --overwrite to replace it (its other files stay)")
+    if cfg.export_hf:
+        check_writable(cfg.export_hf)  # now, not after the training
 
 
 @torch.no_grad()

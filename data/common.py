@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lib.cli import UserError, check_ranges, parse_args
+from lib.cli import UserError, check_ranges, check_writable, parse_args, writing
 
 TEST_DIRS = {'test', 'tests', 'idle_test'}  # stdlib test packages (Lib/test, lib2to3/tests, idlelib/idle_test ...)
 
@@ -59,6 +59,7 @@ def check_out_file(path, flag='--out', overwrite=False, own=None, what='an earli
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path) or not os.path.isdir(parent):
         raise UserError(f"{flag}={path}: " + ("a directory; name a file" if os.path.isdir(path) else f"no directory {parent} to write it in"))
+    check_writable(parent)
     if not os.path.lexists(path):
         return
     if not os.path.isfile(path) or (own is not None and not own(path)):
@@ -85,7 +86,7 @@ def write_atomic(path, write, mode='w'):
     d, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=d)
     try:
-        with os.fdopen(fd, mode, **({'encoding': 'utf-8'} if 'b' not in mode else {})) as f:
+        with writing(path), os.fdopen(fd, mode, **({'encoding': 'utf-8'} if 'b' not in mode else {})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -270,7 +271,8 @@ def check_dataset_dir(out_dir, meta, overwrite=False):
 class Staging:
     """Write files under temporary names in out_dir; commit() renames them all into place (meta.json
     last) and removes the dataset files it did not write (an SFT index under a pre-training set would
-    make a mixed directory); leaving the context without commit() deletes them."""
+    make a mixed directory); leaving the context without commit() deletes them, and an OSError of a file
+    written meanwhile (a full disk) names out_dir."""
 
     def __init__(self, out_dir, meta, overwrite=False):
         check_dataset_dir(out_dir, meta, overwrite)
@@ -298,11 +300,14 @@ class Staging:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, exc, tb):
         for p in self.tmp.values():
             p.unlink(missing_ok=True)
         if self.created and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
             self.out_dir.rmdir()  # a failed first run leaves no empty directory behind
+        if exc is not None:
+            with writing(self.out_dir):
+                raise exc
 
 
 def get_tokenizer(spec):

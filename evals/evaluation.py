@@ -105,6 +105,9 @@ USED_BY = dict(  # the tasks that read each task-specific option: given to anoth
     batch_size=CODE + ('elbo',) + WRITE, gen_length=CODE + WRITE, steps=CODE + WRITE,
     variable_length=INFILL + ('world_infill',), canvas=INFILL + ('world_infill',), max_hole=INFILL + ('world_infill',),
     split=WORLD, tiers=WORLD, **{k: CODE + INFILL + WORLD for k in SAMPLER})
+# what --canonical and --empty_fill, which score fixed answers, never read
+GENERATION = ('format', 'n_samples', 'batch_size', 'gen_length', 'steps', 'hole_length', 'infill_mode', 'cond_samples',
+              'steps_div', 'variable_length', 'canvas', 'max_hole', *SAMPLER)
 
 # -----------------------------------------------------------------------------
 # HumanEval and MBPP, with this project's prompts
@@ -296,9 +299,16 @@ def main(argv):
     if cfg['empty_fill'] and cfg['task'] not in ('infill', 'humaneval_infill'):
         raise UserError(f"--empty_fill is a baseline of the infill tasks, not of --task={cfg['task']}; "
                         f"use --task=humaneval_infill or --task=infill")
-    no_model = (cfg['canonical'] or cfg['empty_fill']) and (code_task or cfg['task'] in ('humaneval_infill',) + WORLD)
+    fixed = 'canonical' if cfg['canonical'] else 'empty_fill' if cfg['empty_fill'] else None
+    unused = sorted(given & set(GENERATION))
+    if fixed and unused:
+        raise UserError(f"--{unused[0]} is not used by --{fixed} (it scores fixed answers, nothing is generated); drop it")
+    unused = sorted(given & {'canvas', 'max_hole'})
+    if unused and not cfg['variable_length']:
+        raise UserError(f"--{unused[0]} is used by --variable_length only; add --variable_length or drop --{unused[0]}")
+    no_model = fixed and (code_task or cfg['task'] in ('humaneval_infill',) + WORLD)
     if no_model and given & {'ckpt', 'hf', 'tokenizer'}:
-        raise UserError(f"--{'canonical' if cfg['canonical'] else 'empty_fill'} scores fixed answers, no model: drop "
+        raise UserError(f"--{fixed} scores fixed answers, no model: drop "
                         f"--{sorted(given & {'ckpt', 'hf', 'tokenizer'})[0]}")
     if not no_model:
         model, tok, train_cfg = load(cfg)

@@ -12,7 +12,7 @@ import sys
 
 from lib.cli import UserError
 from data.common import write_atomic, write_json
-from lib.runtime import load_checkpoint
+from lib.runtime import load_checkpoint, read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,30 +54,16 @@ def read_checkpoint(path):
     return ck
 
 
-def read_log(path):
-    """The records of a run's log.jsonl, each checked: a JSON object with an integer iter and numbers."""
-    recs = []
-    with open(path, encoding='utf-8', errors='replace') as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                rec = None
-            if not (isinstance(rec, dict) and isinstance(rec.get('iter'), int) and all(
-                    isinstance(rec.get(k, 0.0), (int, float)) for k in ('loss', 'val_loss', 'val_bpb'))):
-                raise UserError(f"{path} line {lineno} is not a train.py log record (JSON with iter, loss ...); "
-                                f"the log is damaged: retrain the run, or remove it from --runs")
-            recs.append(rec)
-    return recs
-
-
 def find_run(cfg, name):
     """The out_dir of a finished run (ckpt.pt at its last iteration), else None (trained first with --train)."""
     out, args = RUNS[name]
     for root in cfg['runs'].split(','):
         path = os.path.join(root, out)
         log = os.path.join(path, 'log.jsonl')
-        if os.path.isfile(os.path.join(path, 'ckpt.pt')) and os.path.isfile(log):
+        if os.path.isfile(os.path.join(path, 'ckpt.pt')) and not os.path.isfile(log):
+            raise UserError(f"{name}: {path} holds a ckpt.pt but no log.jsonl (the tables read its curve); restore the "
+                            f"log, retrain the run, or move it away")
+        if os.path.isfile(os.path.join(path, 'ckpt.pt')):
             ck = read_checkpoint(path)
             if ck['iter_num'] >= ck['train_config']['max_iters'] or cfg['partial']:  # --partial: smoke tests only
                 return path

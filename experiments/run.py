@@ -28,7 +28,7 @@ import sys
 if not __package__:  # typed by path (python experiments/run.py): import from the repository root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib.cli import UserError, check_ranges, parse_args, run_cli
+from lib.cli import UserError, check_ranges, check_writable, parse_args, run_cli
 from experiments import table_varlen, world
 from experiments.adapt import table_adapt  # (f) AR -> diffusion adaptation at equal total compute
 from experiments.common import (REPO, at_common_iteration, evaluate, fimprobe_rows, find_only, find_run, log_curve,
@@ -338,6 +338,7 @@ def main(argv):
         raise UserError(f"name a table: {', '.join(TABLES)} or all (python -m experiments.run infill --runs=DIR)")
     cfg = parse_args(argv[1:], DEFAULTS, __doc__)
     check_ranges(cfg, RANGES, DEFAULTS)
+    check_writable(cfg['out_dir'])  # now, not after the evaluations
     import torch
     torch.set_num_threads(cfg['threads'])
     os.chdir(REPO)  # eval.py resolves dataset names under data/

@@ -1,17 +1,23 @@
 """
 The command line of every entry point (train.py, sample.py, eval.py, bench.py, speedrun.py, the data/
 scripts, experiments/run.py): one error type, checks of numbers, dtypes and devices, one option parser
-and run_cli, which turns a mistake of the user into one line `error: <problem>; <fix>` and exit code 1.
+and run_cli, which turns a mistake of the user into one line `error: <problem>; <fix>` and exit code 1;
+so too an OSError of a path (a read-only, forbidden or full disk: `writing` names the path a failed
+write leaves unnamed, and check_writable finds it before the work).
 
 Options are nanoGPT's --key=value, each typed by its default; a bare --flag sets a boolean. train.py
 also takes config files (module-level assignments, e.g. config/toy_ar.py) and calls its options
 config keys, which a file can set as well as the command line.
 """
 import ast
+import errno
 import json
 import os
+import re
 import sys
+import tempfile
 import traceback
+from contextlib import contextmanager
 
 import torch
 
@@ -20,8 +26,13 @@ class UserError(Exception):
     """A problem the user can fix (bad path, bad config...): run_cli prints it as one line."""
 
 
-# what run_cli prints as one line: a UserError, or a path that does not exist, cannot be read or is the wrong kind
-USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, UnicodeDecodeError)
+# what run_cli prints as one line: a UserError, a file that is not UTF-8, and an OSError of a path (os_error_line)
+USER_ERRORS = (UserError, UnicodeDecodeError, OSError)
+# the fix of an OSError, by its cause
+FIXES = {errno.EROFS: 'pick a path on a writable disk', errno.EACCES: 'check its permissions or pick another path',
+         errno.EPERM: 'check its permissions or pick another path', errno.ENOSPC: 'free some space or pick another disk',
+         errno.EDQUOT: 'free some space or pick another disk', errno.ENOTDIR: 'a part of the path is a file, not a directory',
+         errno.EISDIR: 'name a file, not a directory', errno.ENOENT: 'check the path'}
 
 
 def run_cli(main, interrupted='interrupted; nothing was overwritten'):
@@ -29,11 +40,64 @@ def run_cli(main, interrupted='interrupted; nothing was overwritten'):
     try:
         main(sys.argv[1:])
     except USER_ERRORS as e:
-        print(f'error: {e}', file=sys.stderr)
+        line = os_error_line(e) if isinstance(e, OSError) else str(e)
+        if line is None:
+            raise
+        print(f'error: {line}', file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # (train.py stops on Ctrl-C itself once its loop runs)
         print(f'error: {interrupted}', file=sys.stderr)
         sys.exit(1)
+
+
+def os_error_line(e):
+    """An OSError as one line: its path, the cause and the fix; one raised with a message of ours
+    (FileNotFoundError('...')) is that message. None (a traceback) for one of no path and no known cause."""
+    if e.errno is None:
+        return str(e)
+    if e.filename is None and e.errno not in FIXES:
+        return None
+    path = '' if e.filename is None else f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else '') + ': '
+    return path + e.strerror + (f"; {FIXES[e.errno]}" if e.errno in FIXES else '')
+
+
+@contextmanager
+def writing(path):
+    """An OSError raised while writing path names a path, so that run_cli prints it as one line: a failed
+    write, flush or fsync of an open file names none (then path)."""
+    try:
+        yield
+    except Exception as e:
+        err = os_error_of(e)
+        if err is None or err is e and e.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, err.filename or str(path)) from None
+
+
+def os_error_of(e):
+    """The OSError behind e, or None: e itself, the one torch's zip writer wraps in a RuntimeError, or the one
+    safetensors' writer names in its message ('... (os error 28)')."""
+    if isinstance(e, OSError) or isinstance(e.__context__, OSError):
+        err = e if isinstance(e, OSError) else e.__context__
+        return err if err.errno is not None else None
+    m = re.search(r'\(os error (\d+)\)', str(e))
+    return OSError(int(m[1]), os.strerror(int(m[1]))) if m else None
+
+
+def check_writable(path):
+    """Before the work, not after it: raise the OSError that writing in the directory path (made if missing)
+    would raise: a read-only file system, no permission, no space, a file where a directory must be."""
+    d = os.path.abspath(path)
+    while not os.path.isdir(d):
+        if os.path.lexists(d):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), d)
+        d = os.path.dirname(d)
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.write-test-', dir=d)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, d) from None
+    os.close(fd)
+    os.remove(probe)
 
 
 # -----------------------------------------------------------------------------

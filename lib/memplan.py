@@ -17,14 +17,14 @@ and the head. bf16 autocast stores them at about 2/3 of that (the norms stay fp3
 checkpointing keeps each layer's input (h) and, in backward, one layer's activations again.
 A backward also holds one layer's activation gradients and the cross-entropy's logits chunk.
 """
-import json
 import os
 import re
+from types import SimpleNamespace
 
 from lib.cli import UserError
 from lib.head import CE_CHUNK_FLOATS
-from model import ModelConfig, make_config
-from lib.runtime import load_checkpoint
+from model import ModelConfig, Transformer, make_config
+from lib.runtime import check_world, env_world, load_checkpoint
 
 GB = 1e9
 
@@ -45,12 +45,8 @@ def model_shape(cfg):
         path = src if os.path.isfile(src) else os.path.join(src, 'ckpt.pt')
         if os.path.isfile(path):
             return ModelConfig(**load_checkpoint(path, mmap=True)['model_config']), path
-        if os.path.isfile(os.path.join(src, 'config.json')):
-            with open(os.path.join(src, 'config.json')) as f:
-                hf = json.load(f)
-            keys = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-                    'num_key_value_heads', 'head_dim', 'tie_word_embeddings')
-            return ModelConfig(**{k: hf[k] for k in keys if k in hf}), os.path.join(src, 'config.json')
+        if os.path.isfile(os.path.join(src, 'config.json')):  # (checked as training reads it)
+            return ModelConfig(**Transformer.read_hf_config(src)[0]), os.path.join(src, 'config.json')
     if src == 'resume' and os.path.isfile(os.path.join(cfg.out_dir, 'ckpt.pt')):
         return ModelConfig(**load_checkpoint(os.path.join(cfg.out_dir, 'ckpt.pt'), mmap=True)['model_config']), cfg.out_dir
     return make_config(cfg.model), f"preset model={cfg.model}" + ('' if src == 'scratch' else f" ({src} not found)")
@@ -109,7 +105,10 @@ def plan_rows(cfg, c, world):
 
 def print_plan(cfg):
     limit = parse_size(cfg.device_memory)
-    world = cfg.world_size or int(os.environ.get('WORLD_SIZE', 1))
+    world = cfg.world_size or env_world()
+    spmd = cfg.device == 'xla' and cfg.parallel == 'fsdp'  # training's own check of this launch (start_processes)
+    check_world(cfg, SimpleNamespace(world=1 if spmd else world, n_shards=world, xla=cfg.device == 'xla',
+                                     fsdp=cfg.parallel == 'fsdp'))
     c, source = model_shape(cfg)
     P = param_counts(c)[0]
     dtype, tokens, rows = plan_rows(cfg, c, world)

@@ -2,12 +2,15 @@
 The machinery under train.py's loop, apart from the method: processes and devices (one process,
 torchrun's DDP, torch_xla), the model a run starts from, stopping on Ctrl-C / SIGTERM with a
 checkpoint, checkpoints (read, and written atomically), the HF export, the log and its plot. The
-sharded engines (FSDP, SPMD) are in lib/sharding.py. train.train() reads as the loop; this is what it calls.
+sharded engines (FSDP, SPMD) are in lib/sharding.py. train.loop() reads as the loop; this is what it calls.
 """
+import fcntl
 import json
 import os
+import re
 import shutil
 import signal
+import tempfile
 import threading
 from dataclasses import asdict
 from contextlib import contextmanager, nullcontext
@@ -17,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from lib.cli import UserError, parse_dtype, read_json
+from lib.cli import UserError, parse_dtype, read_json, writing
 from data.common import data_ids
 from model import ModelConfig, Transformer, make_config
 from lib.tokenizer import load_tokenizer
@@ -47,8 +50,12 @@ def start_processes(cfg):
         run.all_sum = lambda t: xm.all_reduce(xm.REDUCE_SUM, t) if run.world > 1 else t
         run.mark_step = xm.mark_step  # cut the lazy graph here: one graph per kind of step, compiled once
     else:
-        run.world = int(os.environ.get('WORLD_SIZE', 1))
+        run.world = env_world()
         check_world(cfg, run)  # before waiting for the other processes
+        missing = [k for k in ('RANK', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+        if run.world > 1 and missing:  # torchrun sets them all: WORLD_SIZE alone would fail in init_process_group
+            raise UserError(f"WORLD_SIZE={run.world} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                            f"not; launch with torchrun (it sets them all), or unset WORLD_SIZE to run one process")
         device = cfg.device if cfg.device != 'auto' else \
             'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
         if run.world > 1:  # one GPU per process (NCCL), or gloo between CPU processes
@@ -68,6 +75,13 @@ def start_processes(cfg):
     if run.dev_type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return run
+
+
+def env_world():  # the processes torchrun started (1 without torchrun)
+    world = os.environ.get('WORLD_SIZE', '1')
+    if not world.isdigit() or int(world) < 1:
+        raise UserError(f"WORLD_SIZE={world!r} is not a number of processes; launch with torchrun, or unset WORLD_SIZE")
+    return int(world)
 
 
 def check_world(cfg, run):
@@ -110,6 +124,43 @@ def wrap_model(cfg, run, model):
         model = DDP(model, device_ids=[torch.device(run.device).index] if run.dev_type == 'cuda' else None)
         model.config = config  # training_loss reads model.config
     return model
+
+
+@contextmanager
+def hold_out_dir(out_dir, master):
+    """One run at a time writes in out_dir: the master holds an flock on out_dir/.lock (its pid inside) for the
+    whole run; the kernel releases it when the process ends, so a killed run's leftover file never blocks. A
+    second run is a UserError naming the live one. On the way out the lock file goes, and so does an out_dir
+    this run made if nothing else is in it."""
+    if not master:
+        yield
+        return
+    made = not os.path.isdir(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, '.lock')
+    while True:
+        f = open(path, 'a+')
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or '?'
+            f.close()
+            raise UserError(f"{out_dir} is in use by another train.py run (pid {pid}); wait for it to end, or "
+                            f"pick another out_dir") from None
+        if inode(path) == os.fstat(f.fileno()).st_ino:
+            break
+        f.close()  # the run before removed the file while this one waited for it: lock the new one
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    try:
+        yield
+    finally:
+        os.remove(path)
+        f.close()
+        if made and not os.listdir(out_dir):
+            os.rmdir(out_dir)  # a first run that failed leaves no directory behind
 
 
 # -----------------------------------------------------------------------------
@@ -295,7 +346,7 @@ def save_checkpoint(cfg, run, model, optimizer, meta, iter_num, best_val, scaler
 def save_atomic(obj, path):  # torch.save to a temporary file, then rename: never a half-written file
     tmp = path + '.tmp'
     try:
-        with open(tmp, 'wb') as f:
+        with writing(path), open(tmp, 'wb') as f:  # (a full disk: an OSError naming path, the old file intact)
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())  # on disk before it replaces the old one
@@ -320,15 +371,41 @@ def checkpoint_state(run, model, optimizer):
     return (to_cpu(model.state_dict()), to_cpu(optimizer.state_dict())) if run.master else (None, None)
 
 
+HF_FILES = ('config.json', 'generation_config.json', 'model.safetensors', 'model.safetensors.index.json',
+            'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json')
+
+
+def model_files(path):
+    """The files of a Hugging Face model in the directory path (its shards too): what an export replaces."""
+    return sorted(n for n in os.listdir(path) if n in HF_FILES or re.fullmatch(r'model-\d+-of-\d+\.safetensors', n)) \
+        if os.path.isdir(path) else []
+
+
 def export_hf(model, meta, path):
-    """HF layout (config.json + safetensors) plus the tokenizer files when the tokenizer is one."""
-    model.save_pretrained(path)
+    """HF layout (config.json + safetensors) plus the tokenizer: its files when it is one (a tokenizer.json),
+    else its name in config.json (nanocoda_tokenizer: bytes, gpt2, qwen3), which load_model reads. The export
+    is written whole in a temporary directory, then replaces every model file in path (an old shard or index
+    left beside the new config would be loaded with it); other files in path are never touched."""
     spec = meta['tokenizer']
     src = spec if os.path.isdir(spec) else os.path.dirname(spec) if os.path.isfile(spec) else None
-    for name in ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'):
-        if src and os.path.isfile(os.path.join(src, name)):
-            shutil.copy(os.path.join(src, name), os.path.join(path, name))
-    print(f"exported to {path} ({'with' if src else 'without a'} tokenizer.json)")
+    made = not os.path.isdir(path)
+    os.makedirs(path, exist_ok=True)
+    new = tempfile.mkdtemp(prefix='.export-', dir=path)
+    try:
+        with writing(path):
+            model.save_pretrained(new, **({} if src else {'nanocoda_tokenizer': spec}))
+            for name in ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'):
+                if src and os.path.isfile(os.path.join(src, name)):
+                    shutil.copy(os.path.join(src, name), os.path.join(new, name))
+        for name in model_files(path):
+            os.remove(os.path.join(path, name))
+        for name in os.listdir(new):
+            os.replace(os.path.join(new, name), os.path.join(path, name))
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+        if made and not os.listdir(path):
+            os.rmdir(path)  # a failed export leaves no directory behind
+    print(f"exported to {path} ({'with its tokenizer.json' if src else f'tokenizer {spec!r} named in config.json'})")
 
 
 class RunLog:
@@ -336,24 +413,24 @@ class RunLog:
     what this run keeps (a new out_dir, or a resume whose log ends at its checkpoint); otherwise (a run
     replacing another with overwrite=true, a log that ran past its checkpoint) they wait in memory. Each
     checkpoint commits them; a run that fails puts the file back as it was at its last commit, byte for
-    byte (or removes it, and an out_dir it made, if it never reached one)."""
+    byte (or removes it if it never reached one), and only the file it wrote itself (the same inode)."""
 
     def __init__(self, cfg, run, iter_num):
         self.path, self.master, self.new = os.path.join(cfg.out_dir, 'log.jsonl'), run.master, []
         if not self.master:
             return
-        self.made_dir = not os.path.isdir(cfg.out_dir)
-        os.makedirs(cfg.out_dir, exist_ok=True)
         old = open(self.path, 'rb').read() if os.path.isfile(self.path) else None
         self.kept = [l for l in (old or b'').decode('utf-8', 'replace').splitlines() if iter_num and keep(l, iter_num)]
         self.live = old == ''.join(l + '\n' for l in self.kept).encode() or (old is None and not self.kept)
         self.size = None if old is None else len(old)  # the file at the last commit (None: no file)
+        self.inode = inode(self.path)
 
     def append(self, line):
         self.new.append(line)
         if self.live:
-            with open(self.path, 'a') as f:
+            with writing(self.path), open(self.path, 'a') as f:
                 f.write(line + '\n')
+            self.inode = self.inode or inode(self.path)
 
     def commit(self):  # after each checkpoint
         if not self.master:
@@ -361,26 +438,27 @@ class RunLog:
         if not self.live or not os.path.isfile(self.path):
             text = ''.join(l + '\n' for l in self.kept + self.new)
             tmp = self.path + '.tmp'
-            with open(tmp, 'w') as f:
+            with writing(self.path), open(tmp, 'w') as f:
                 f.write(text)
             os.replace(tmp, self.path)
             self.live = True
-        self.size = os.path.getsize(self.path)
+        self.size, self.inode = os.path.getsize(self.path), inode(self.path)
 
     @contextmanager
     def rollback_on_error(self):
         try:
             yield
         except BaseException:
-            if self.master and self.live:
+            if self.master and self.live and self.inode and inode(self.path) == self.inode:
                 if self.size is not None:
                     os.truncate(self.path, self.size)
-                elif os.path.isfile(self.path):
+                else:
                     os.remove(self.path)
-                    out_dir = os.path.dirname(self.path)
-                    if self.made_dir and not os.listdir(out_dir):
-                        os.rmdir(out_dir)
             raise
+
+
+def inode(path):  # the file at path (None: none there)
+    return os.stat(path).st_ino if os.path.isfile(path) else None
 
 
 def keep(line, iter_num):  # a resumed log keeps the records up to its checkpoint
@@ -389,6 +467,24 @@ def keep(line, iter_num):  # a resumed log keeps the records up to its checkpoin
         return isinstance(rec, dict) and isinstance(rec.get('iter'), int) and rec['iter'] <= iter_num
     except ValueError:
         return False
+
+
+def read_log(path):
+    """The records of a run's log.jsonl (speedrun.py and experiments/ read them), each checked: a JSON object
+    with an integer iter and numbers."""
+    recs = []
+    with open(path, encoding='utf-8', errors='replace') as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if not (isinstance(rec, dict) and isinstance(rec.get('iter'), int) and all(
+                    isinstance(rec.get(k, 0.0), (int, float)) for k in ('loss', 'val_loss', 'val_bpb'))):
+                raise UserError(f"{path} line {lineno} is not a train.py log record (JSON with iter, loss ...); "
+                                f"the log is damaged: retrain the run, or move it away")
+            recs.append(rec)
+    return recs
 
 
 def start_log(cfg, run, model, data_path, iter_num):
@@ -427,9 +523,14 @@ def plot_losses(log_path):
     ax.plot([r['iter'] for r in val], [r['val_loss'] for r in val], 'o-', label='val ELBO')
     ax.set_xlabel('iteration'), ax.set_ylabel('nats / token'), ax.legend()
     path = os.path.join(os.path.dirname(log_path), 'loss.png')
-    fig.savefig(path + '.tmp', dpi=100, format='png')
-    os.replace(path + '.tmp', path)  # the picture of this run's log, whole or not at all
-    plt.close(fig)
+    try:
+        with writing(path):
+            fig.savefig(path + '.tmp', dpi=100, format='png')
+        os.replace(path + '.tmp', path)  # the picture of this run's log, whole or not at all
+    finally:
+        plt.close(fig)
+        if os.path.exists(path + '.tmp'):
+            os.remove(path + '.tmp')
 
 
 def load_model(path, device='cpu', dtype=None):
@@ -446,9 +547,10 @@ def load_model(path, device='cpu', dtype=None):
         model.train_config = ck.get('train_config') or {}
     elif os.path.isfile(os.path.join(path, 'config.json')):
         model = Transformer.from_pretrained(path, dtype=dtype)
-        if not os.path.isfile(os.path.join(path, 'tokenizer.json')):
+        named = read_json(os.path.join(path, 'config.json'), 'config.json').get('nanocoda_tokenizer')  # (export_hf)
+        if not os.path.isfile(os.path.join(path, 'tokenizer.json')) and not isinstance(named, str):
             raise UserError(f"{path} has no tokenizer.json; copy the model's tokenizer.json next to config.json")
-        tok = load_tokenizer(path)
+        tok = load_tokenizer(path if os.path.isfile(os.path.join(path, 'tokenizer.json')) else named)
         model.train_config = {}
     else:
         raise FileNotFoundError(f"{path}: no ckpt.pt and no config.json; pass a train.py out_dir, a ckpt.pt "

@@ -46,10 +46,11 @@ def check_varlen(model, canvas, gen_length, budget, expand_id, delete_id, cache,
     if delete_id is None:
         raise UserError("variable-length infilling needs the delete token; pass delete_id (the tokenizer's pad_id)")
     if cache != 'none':
-        raise UserError(f"cache={cache!r}: a growing or shrinking canvas moves the suffix's positions, so no cached "
-                        f"K/V stays exact; use cache=none with --variable_length")
+        raise UserError(f"cache={cache!r}: the hole's canvas grows and shrinks as it is filled, which moves the "
+                        f"suffix's positions, so no cached K/V stays exact; use cache=none")
     if alg not in ('maskgit_plus', 'topk_margin', 'entropy'):
-        raise UserError(f"alg={alg!r} with --variable_length: use maskgit_plus, topk_margin or entropy")
+        raise UserError(f"alg={alg!r} does not fill a canvas that grows and shrinks; use maskgit_plus, topk_margin "
+                        f"or entropy")
     if not 1 <= canvas <= gen_length:
         raise UserError(f"the initial canvas of {canvas} masks is not within 1..{gen_length} (the maximum length); "
                         f"raise the maximum (--max_hole) or start from fewer masks (--canvas)")
@@ -58,7 +59,7 @@ def check_varlen(model, canvas, gen_length, budget, expand_id, delete_id, cache,
     n = prompt_len + gen_length + suffix_len
     if n > cfg.max_position_embeddings:
         raise UserError(f"prompt ({prompt_len}) + maximum hole ({gen_length}) + suffix ({suffix_len}) = {n} tokens "
-                        f"exceeds the model's context of {cfg.max_position_embeddings}; lower the maximum (--max_hole)")
+                        f"exceeds the model's context of {cfg.max_position_embeddings}; lower the hole's maximum")
 
 
 @torch.no_grad()

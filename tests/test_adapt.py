@@ -130,8 +130,8 @@ def test_the_block_size_schedule_is_followed_and_ends_at_block_size(runs):
 
 
 @pytest.mark.parametrize('kw, message', [
-    (dict(objective='mdm', attn_anneal_iters=5), 'a model from scratch has none'),
-    (dict(objective='mdm', attn_anneal_iters=5, init_from='{plain}'), 'is already bidirectional'),
+    (dict(objective='mdm', attn_anneal_iters=4), 'a model from scratch has none'),
+    (dict(objective='mdm', attn_anneal_iters=4, init_from='{plain}'), 'is already bidirectional'),
     (dict(objective='block', attn_anneal_iters=5, init_from='{ar}'), 'use block_schedule instead'),
     (dict(objective='ar', attn_anneal_iters=5, init_from='{ar}'), 'stays causal'),
     (dict(objective='mdm', block_schedule='1@0,4@0.5'), 'is for objective=block'),

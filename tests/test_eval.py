@@ -11,13 +11,18 @@ import math
 import os
 import re
 import resource
+import shutil
 
 import pytest
 
+from evals import coda as C
 from evals import evaluation as E
 from evals import infill as I
 from evals import execution as X
 from evals import tasks as T
+from lib.cli import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # -----------------------------------------------------------------------------
@@ -303,3 +308,61 @@ def test_bad_mbpp_files(tiny_run, tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(E.UserError, match=match):
             E.main(['--task=mbpp', f'--ckpt={ckpts["bidirectional"]}', f'--data_path={tmp_path / name}'])
+
+
+# -----------------------------------------------------------------------------
+# task files, record by record; tokenizers compared by behaviour
+
+MBPP_MISTAKES = [  # (one JSONL line, the error)
+    (json.dumps(dict(text='Add.', code='', test_list='assert f() == 1')),
+     r"m.jsonl line 1: not an MBPP record: 'test_list' must be a list of strings, got str 'assert f\(\) == 1'"),
+    (json.dumps(dict(code='x = 1', test_list=['assert x'])), r"line 1: not an MBPP record: no field 'text'"),
+    (json.dumps([1, 2]), r"line 1: not an MBPP record: a JSON list, not an object"),
+    (json.dumps(dict(text='Add.', test_list=[])), r"line 1: not an MBPP record: an empty test_list"),
+    (json.dumps(dict(text=5, test_list=['assert 1'])), r"'text' must be a string, got int"),
+    (json.dumps(dict(text='A', test_list=['assert 1'], test_imports='import os')), r"'test_imports' must be a list of strings"),
+    (json.dumps(dict(text='A', test_list=['assert 1', 2])), r"'test_list' must be a list of strings, got list"),
+    ('{oops', r"line 1: not an MBPP record: not valid JSON"),
+]
+
+
+@pytest.mark.parametrize('line,match', MBPP_MISTAKES, ids=[c[1] for c in MBPP_MISTAKES])
+def test_mbpp_records(tmp_path, line, match):
+    (tmp_path / 'm.jsonl').write_text(line + '\n')
+    with pytest.raises(UserError, match=match):
+        E.load_mbpp(str(tmp_path / 'm.jsonl'))
+
+
+HE = dict(task_id='HumanEval/0', prompt='def f():\n', entry_point='f', test='def check(c):\n    assert c() == 1\n')
+MB = dict(task_id=11, text='Return 2.', code='def g():\n    return 2', test_list=['assert g() == 2'] * 3)
+CODA_MISTAKES = [  # (task, record, the error)
+    ('humanevalplus', dict(HE, prompt=5), r"line 1: 'prompt' must be a string, got int"),
+    ('humanevalplus', dict(HE, test=['x']), r"'test' must be a string, got list"),
+    ('humanevalplus', dict(HE, task_id=None), r"'task_id' must be an integer or a string, got NoneType"),
+    ('humanevalplus', {k: v for k, v in HE.items() if k != 'entry_point'}, r"no field 'entry_point'"),
+    ('mbppplus', dict(MB, prompt='x', test_list='assert 1'), r"'test_list' must be a list of strings, got str"),
+    ('mbpp', dict(MB, task_id=[11]), r"'task_id' must be an integer or a string, got list"),
+    ('mbpp', dict(MB, text=None), r"'text' must be a string, got NoneType"),
+    ('mbpp', dict(MB, code=7), r"'code' must be a string, got int"),
+    ('mbpp', dict(MB, test_list=MB['test_list'][:2]), r"line 1: task 11 has 2 tests"),
+]
+
+
+@pytest.mark.parametrize('task,rec,match', CODA_MISTAKES, ids=[c[2] for c in CODA_MISTAKES])
+def test_coda_protocol_records(tmp_path, task, rec, match):
+    (tmp_path / 't.jsonl').write_text(json.dumps(rec) + '\n')
+    with pytest.raises(UserError, match=match):
+        C.load_problems(task, str(tmp_path / 't.jsonl'))
+
+
+def test_same_tokenizer_by_behaviour(tmp_path):
+    import lzma
+    from lib.tokenizer import load_tokenizer
+    bytes_tok = load_tokenizer('bytes')
+    assert E.same_tokenizer(bytes_tok, 'bytes') and not E.same_tokenizer(bytes_tok, 'qwen3')
+    # Qwen3's tokenizer.json in a model directory of its own: the same tokenizer by another name
+    with lzma.open(os.path.join(REPO, 'data', 'qwen3_tokenizer', 'tokenizer.json.xz')) as f:
+        (tmp_path / 'tokenizer.json').write_bytes(f.read())
+    shutil.copy(os.path.join(REPO, 'data', 'qwen3_tokenizer', 'tokenizer_config.json'), tmp_path)
+    qwen = load_tokenizer('qwen3')
+    assert E.same_tokenizer(qwen, str(tmp_path)) and not E.same_tokenizer(qwen, '/no/such/tokenizer')

@@ -131,6 +131,8 @@ def test_rerun_refuses_or_resumes(recipe):
     assert all(after[f] == before[f] for f in before if f.endswith(('.pt', '.jsonl')))
     with pytest.raises(UserError, match='holds 4 iterations, more than the 2 asked'):
         speedrun.main(argv + ['--resume', '--ar_iters=2'])
+    with pytest.raises(UserError, match="--preset=toy is not used by --resume: the run's AR stage holds model=tiny"):
+        speedrun.main(argv + ['--resume', '--preset=toy'])
     # --overwrite: every stage trains again, from the new AR run
     new = speedrun.main(argv + ['--overwrite', '--ar_iters=2'])
     assert [s['iters'] for s in new['stages']] == [2, 3, 3, 3]

@@ -103,6 +103,33 @@ def test_config_file_and_overrides(tmp_path):
         train.get_config([str(cfg_file)])
 
 
+CONFIG_MISTAKES = [  # (config file text, the error)
+    ('batch_size = 2,\n', r"batch_size must be a int, got \(2,\) \(a trailing comma makes a tuple\) \(from .*c\.py line 1\)"),
+    ('lr = None\n', r"lr must be a float, got None \(from .*c\.py line 1\)"),
+    ('import math\nbatch_size = [2, 4]\n', r"batch_size must be a int, got \[2, 4\] \(from .*c\.py line 2\)"),
+    ('max_iters = 10 +\n', r"c\.py line 1: invalid syntax; fix the config file"),
+    ('lr = learning_rate\n', r"c\.py line 1: NameError: name 'learning_rate' is not defined"),
+    ('x = 3\nmax_iters = x // 0\n', r"c\.py line 2: ZeroDivisionError"),
+    ('learning_rate = 0.1\n', r"unknown config key 'learning_rate' \(from .*c\.py line 1\)"),
+    (f'seed = {2**64}\n', r"seed=18446744073709551616 is out of range: an integer must fit in 64 bits"),
+]
+
+
+@pytest.mark.parametrize('text,match', CONFIG_MISTAKES, ids=[c[0].strip() for c in CONFIG_MISTAKES])
+def test_config_file_mistakes(tmp_path, text, match):
+    (tmp_path / 'c.py').write_text(text)
+    with pytest.raises(UserError, match=match):
+        train.get_config([str(tmp_path / 'c.py')])
+
+
+def test_config_error_is_one_line(tmp_path):
+    (tmp_path / 'c.py').write_text('objective = "ar"\nbatch_size = 2,\n')
+    p = subprocess.run([sys.executable, os.path.join(REPO, 'train.py'), str(tmp_path / 'c.py')], capture_output=True,
+                       text=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=120)
+    assert p.returncode == 1 and p.stderr.startswith('error: batch_size must be a int, got (2,)')
+    assert len(p.stderr.strip().splitlines()) == 1 and 'c.py line 2' in p.stderr
+
+
 def test_mdm_loss_falls_and_checkpoint_format(data, tmp_path):
     recs = run(data, tmp_path, max_iters=40, eval_interval=20, lr=1e-2, min_lr=1e-3, batch_size=8)
     first, last = sum(losses(recs)[:5]) / 5, sum(losses(recs)[-5:]) / 5

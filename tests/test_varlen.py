@@ -443,6 +443,6 @@ def test_sample_py_fixed_hole_of_a_varlen_model_never_expands(tmp_path, capsys, 
         m.lm_head.weight[tok.expand_id] *= 50  # expand everywhere, if it could
     torch.save(dict(model=m.state_dict(), model_config=asdict(cfg), train_config={'seq_len': 64, 'varlen_rate': varlen_rate},
                     tokenizer='bytes', iter_num=0, optimizer={}, rng={}, best_val_loss=0.0), tmp_path / 'ckpt.pt')
-    S.main(['--ckpt=' + str(tmp_path), '--prompt=def f(x):\n', '--suffix=\n    return y\n', '--gen_length=6', '--steps=6'])
+    S.main(['--ckpt=' + str(tmp_path), '--prompt=def f(x):\n', '--suffix=\n    return y\n', '--gen_length=6'])
     out = capsys.readouterr().out
     assert ('<|expand|>' in out) == (varlen_rate == 0)
