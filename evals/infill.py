@@ -194,10 +194,11 @@ def span_nats(model, tok, pre, ans, suf, mode, n_samples=8, generator=None):
 # -----------------------------------------------------------------------------
 # filling
 
-def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator, varlen_model=False):
+def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator, varlen_model=False, lead=()):
     """Generate the hole's text -> (fill text, generate's info). varlen_model (trained with varlen_rate > 0):
     a hole of fixed length is a canvas that cannot grow (DreamOn's fixed-length decoding: <|expand|> never
-    proposed, a delete ends the middle), decoded as the variable-length rows are."""
+    proposed, a delete ends the middle), decoded as the variable-length rows are. lead: tokens before the
+    whole prompt (an EOS, where a document starts in the corpus), in front of PSM's sentinels too."""
     from sample import generate
     kw = sampler_kwargs(cfg, model)
     if mode == 'diffusion' and (cfg.get('variable_length') or varlen_model):  # DreamOn: the canvas finds the length
@@ -205,7 +206,7 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator, varlen_model=
         kw.update(gen_length=most, suffix=[suf], variable_length=True, canvas=canvas,
                   expand_id=tok.expand_id, delete_id=tok.pad_id)
         kw.pop('block_length'), kw.pop('steps'), kw.pop('schedule')
-        out, info = generate(model, [pre], **kw, pad_id=tok.pad_id, generator=generator)
+        out, info = generate(model, [[*lead, *pre]], **kw, pad_id=tok.pad_id, generator=generator)
         return decode_answer(tok, info['middles'][0]), dict(info, gen_length=info['lengths'][0])
     if mode == 'diffusion':
         gen = cfg['hole_length'] or ans_len
@@ -219,6 +220,7 @@ def fill_hole(model, tok, pre, suf, ans_len, mode, cfg, generator, varlen_model=
         gen = cfg['hole_length'] or ans_len + 16
         kw.update(gen_length=gen)
         prompt = psm_prompt(tok, pre, suf) if mode == 'fim' else pre
+    prompt = [*lead, *prompt]
     with warnings.catch_warnings():  # holes of any length: "not a multiple of block_length" is expected here
         warnings.simplefilter('ignore')
         out, info = generate(model, [prompt], **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=generator)

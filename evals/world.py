@@ -122,7 +122,8 @@ def write_answers(model, tok, recs, cfg, stats):
                    for r in recs]
         answers = generate_all(model, tok, prompts, cfg, stats, desc='write')
         return [keep_definitions(a.split('```')[0]) for a in answers], answers
-    answers = generate_all(model, tok, [tok.encode(r['prompt']) for r in recs], cfg, stats, desc='write')
+    # a document of the corpus starts after an EOS: so does the prompt
+    answers = generate_all(model, tok, [[tok.eos_id] + tok.encode(r['prompt']) for r in recs], cfg, stats, desc='write')
     return [keep_definitions(r['prompt'] + cut_completion(a, 'completion')) for r, a in zip(recs, answers)], answers
 
 
@@ -138,7 +139,8 @@ def infill_answers(model, tok, recs, cfg, stats, train_cfg):
     for rec in tqdm(recs, desc=f'infill ({mode})'):
         pre, suf = tok.encode(rec['prefix']), tok.encode(rec['suffix'])
         t0 = time.perf_counter()
-        fill, info = fill_hole(model, tok, pre, suf, len(tok.encode(rec['canonical'])), mode, cfg, g, varlen_model)
+        fill, info = fill_hole(model, tok, pre, suf, len(tok.encode(rec['canonical'])), mode, cfg, g, varlen_model,
+                               lead=[tok.eos_id])  # a document of the corpus starts after an EOS
         stats['seconds'] += time.perf_counter() - t0
         fill = fill.split('\n')[0] + ('\n' if rec['canonical'].endswith('\n') else '')  # the hole is one line
         stats['tokens'] += len(tok.encode(fill))
@@ -157,7 +159,7 @@ def repair_prompt(rec):
 def repair_answers(model, tok, recs, cfg, stats):
     """world_repair: the model rewrites the buggy function after seeing it and the asserts it fails."""
     heads = [r['canonical'].split('\n')[0] + '\n' for r in recs]
-    prompts = [tok.encode(repair_prompt(r)) for r in recs]
+    prompts = [[tok.eos_id] + tok.encode(repair_prompt(r)) for r in recs]
     answers = generate_all(model, tok, prompts, cfg, stats, desc='repair')
     return [keep_definitions(h + cut_completion(a, 'completion')) for h, a in zip(heads, answers)], answers
 
