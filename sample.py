@@ -301,7 +301,7 @@ def check_options(model, gen_length, block_length, steps, alg, temperature, top_
 
 @torch.no_grad()
 def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, alg='entropy', temperature=0.0,
-             top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None, cache='none', suffix=None,
+             top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None, cache=None, suffix=None,
              eos_id=None, pad_id=None, generator=None, callback=None, schedule=None, variable_length=False, **varlen):
     """Sample gen_length tokens after each prompt (and before suffix: infilling).
 
@@ -311,7 +311,8 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
     steps (default gen_length) are spread over the blocks: a block of n tokens gets
     ceil(n * steps / gen_length). schedule: tokens per step, 'llada' | 'coda' (default: 'coda' for
     models with shift_logits, else 'llada'). threshold / factor: Fast-dLLM's dynamic rules (steps ignored).
-    cache: 'none' | 'prefix' | 'dual' (exact for block models, Fast-dLLM's approximation otherwise).
+    cache: 'none' | 'prefix' | 'dual' (exact for block models, Fast-dLLM's approximation otherwise); default
+    (None) by the model's kind, as the command line: 'prefix' for causal (the KV cache) and block models, else 'none'.
     Returns (tokens (B, G + gen_length [+ S]), info) where G = the longest prompt; after the first
     eos_id in the answer everything is pad_id (or eos_id). info: nfe, seconds, tokens_per_s,
     steps_per_block, ... callback(step_info) runs after every step; step_info['tokens'] is live.
@@ -319,6 +320,7 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
     canvas=, expand_id=, delete_id=, budget=, truncate= pass through; blocks, steps and schedule unused).
     """
     cfg = model.config
+    cache = cache or ('none' if cfg.attention == 'bidirectional' else 'prefix')
     if variable_length:
         if factor is not None:
             raise UserError("the factor rule is not available with variable_length; use threshold or alg")
@@ -450,11 +452,10 @@ def generate_ar(model, prompt, *, gen_length=128, temperature=0.0, top_p=None, t
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     start, nfe = 0, 0
     for t in range(G, L):
-        if kv is None:
-            logits = model(x[:, :t], Context(pad=pad))[:, -1]
-        else:  # prefill once, then one new token per step
-            logits = model(x[:, start:t], Context(pad=pad, cache=kv, start=start))[:, -1]
-            start = t
+        w0 = 0 if kv is None else start  # no cache: the whole prefix again; cache: prefill once, then one token
+        last = torch.arange(B, device=dev) * (t - w0) + t - w0 - 1  # only the last position reaches the lm_head
+        logits = model(x[:, w0:t], Context(pad=pad, cache=kv, start=w0), rows=last)
+        start = t
         nfe += 1
         tok, _ = sample_tokens(logits, temperature, top_p, top_k, generator)
         x[:, t] = tok
