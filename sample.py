@@ -425,7 +425,8 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
         while True:
             if fill_after_eos:  # a slot after the row's first EOS is padding in the output: never denoise it
                 after_eos = ((x == eos_id) & (torch.arange(L, device=dev) >= G)).cumsum(1).gather(1, slot) > 0
-                x.scatter_(1, slot, torch.where(valid & after_eos & (x.gather(1, slot) == mask_id), fill, x.gather(1, slot)))
+                b, r = (valid & after_eos & (x.gather(1, slot) == mask_id)).nonzero(as_tuple=True)
+                x[b, slot[b, r]] = fill
             masked = valid & (x.gather(1, slot) == mask_id)
             # the block's visible answer tokens that may still be revised (none without editing)
             editable = valid & ~masked & (edits.gather(1, slot) < max_edits_per_slot) & ~settled[:, None] \

@@ -166,6 +166,8 @@ def test_fill_after_eos_skips_the_text_after_eos():
     filled, info2 = run(m, [[1, 2, 3, 4]], fill_after_eos=True, **kw)
     assert torch.equal(out, filled) and out[0, 4:].tolist() == [5, 6, EOS] + [PAD] * 9
     assert info2['nfe'] == 0 < info['nfe']
+    assert_rows_equal_singles(m, [[1, 2, 3, 4], [5, 6], [7]], gen_length=12, block_length=4, draft=[5, 6, MASK, EOS],
+                              eos_id=EOS, pad_id=PAD, fill_after_eos=True)  # a padded batch: each row as alone
 
 # -----------------------------------------------------------------------------
 # what the user sees: colours and errors
