@@ -222,7 +222,7 @@ def bench_ar(cfg):
     ours (generate() of a causal model: its KV cache), ours without a cache (the whole prefix every token,
     only the last position through the lm_head) and transformers' Qwen3ForCausalLM.generate (its DynamicCache),
     alternated --rounds times in one process. Per length and contender: ms per token (median of the rounds,
-    and their spread max - min); per round the ratio hf / ours, its median (> 1: ours is faster)."""
+    and their spread max - min); per round the ratio hf / ours, its median and spread (> 1: ours is faster)."""
     import transformers
     from sample import generate
     torch.manual_seed(cfg['seed'])
@@ -255,11 +255,12 @@ def bench_ar(cfg):
                     t0 = time.perf_counter()
                     outs[name] = run(n)
                     times[name].append(time.perf_counter() - t0)
-            ratio = statistics.median(h / o for h, o in zip(times['hf'], times['ours']))
+            ratios = [h / o for h, o in zip(times['hf'], times['ours'])]
             for name in runs:
                 ms = [1e3 * t / n for t in times[name]]
                 rows.append(dict(case='ar', contender=name, batch=prompt.size(0), prompt_len=prompt.size(1), gen_length=n,
                                  ms_per_token=statistics.median(ms), spread_ms=max(ms) - min(ms),
                                  tokens_per_s=prompt.size(0) * n / statistics.median(times[name])))
-            rows[-3].update(hf_over_ours=ratio, same_tokens_as_hf=bool(torch.equal(outs['ours'], outs['hf'])))
+            rows[-3].update(hf_over_ours=statistics.median(ratios), ratio_spread=max(ratios) - min(ratios),
+                            same_tokens_as_hf=bool(torch.equal(outs['ours'], outs['hf'])))
     return rows
