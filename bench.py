@@ -12,6 +12,8 @@ Speed benchmarks: training throughput and the sampler/cache matrix.
   python bench.py --case=shard                     # FSDP: per-rank memory and step time at 1, 2, 4 processes
   venv-coda/bin/python bench.py --case=coda --coda_repo=PATH --threads=1   # sampling vs CoDA's own
                                                    # diffusion_generate (a clone of SalesforceAIResearch/CoDA)
+  python bench.py --case=ar --threads=1            # AR decoding, KV cache: ours vs no cache vs transformers'
+                                                   # generate, same Qwen3 weights, at 80, 160, 320 new tokens
 
 train:  forward + backward + AdamW step of diffusion.training_loss (objective from the attention mode:
         bidirectional -> mdm, block -> block, causal -> ar) on random tokens. tokens/s counts data
@@ -22,7 +24,8 @@ sample: generate() with cache none / prefix / dual x threshold off / on, plus an
         of the same shape, KV cache). tokens/s = generated tokens / wall time; NFE = forward passes;
         tokens per forward = generated tokens / NFE. Random weights are never confident, so threshold
         rows commit ~1 token per step there: use --ckpt for meaningful threshold numbers.
-vocab, coda: the peer cases, against transformers' Qwen3 and CoDA's own sampler (evals/peers.py).
+vocab, coda, ar: the peer cases, against transformers' Qwen3 (training; AR decoding with its KV cache) and
+        CoDA's own sampler (evals/peers.py).
 shard:  the memory FSDP saves (lib/sharding.py), at a shape of 8 layers x 512 (--shard_shape=LAYERSxWIDTH; ~25M
         parameters, vocab 264), fp32 AdamW, micro-batch 4 x 256 per process, each row a fresh torchrun of gloo
         processes on this CPU: one process (plain, and with activation checkpointing), FSDP over 2 and 4
@@ -51,10 +54,10 @@ import torch
 from lib.cli import UserError, check_device, check_ranges, parse_dtype, parse_options, run_cli
 from model import Transformer, make_config
 from data.common import check_out_file, json_with_keys, write_json
-from evals.peers import bench_coda, bench_vocab, peak_rss, reset_peak_rss, rss
+from evals.peers import bench_ar, bench_coda, bench_vocab, peak_rss, reset_peak_rss, rss
 
 DEFAULTS = dict(
-    case='all',            # all | train | sample | blockcache | vocab | coda | shard
+    case='all',            # all | train | sample | blockcache | vocab | coda | ar | shard
     quick=False,           # small sizes: the whole run in under a minute on CPU
     model='toy', attention='bidirectional,block',   # random-init models: preset, attention mode(s) ...
     block_size=32,                                   # ... and the block model's block size
@@ -68,6 +71,7 @@ DEFAULTS = dict(
     alg='entropy',
     vocabs='512,151936', contender='', mem=True, rounds=3,   # vocab (contender: one, in a subprocess)
     coda_repo='',          # coda: a clone of SalesforceAIResearch/CoDA
+    ar_lengths='80,160,320',  # ar: new tokens per run
     shards='1,2,4', shard_row='',   # shard: process counts; one row's engine (inside torchrun) ...
     shard_shape='8x512',            # ... and the model: layers x width (8 heads, 4 KV heads, MLP 3 x width)
     out='',
@@ -399,8 +403,10 @@ def print_table(rows):
 def main(argv):
     options = parse_options(argv, DEFAULTS, __doc__)
     cfg, given = {**DEFAULTS, **options}, set(options)
-    if cfg['case'] not in ('all', 'train', 'sample', 'blockcache', 'vocab', 'coda', 'shard'):
-        raise UserError(f"--case={cfg['case']!r} is unknown; use all, train, sample, blockcache, vocab, coda or shard")
+    if cfg['case'] not in ('all', 'train', 'sample', 'blockcache', 'vocab', 'coda', 'ar', 'shard'):
+        raise UserError(f"--case={cfg['case']!r} is unknown; use all, train, sample, blockcache, vocab, coda, ar or shard")
+    if not all(n.isdigit() and int(n) >= 1 for n in str(cfg['ar_lengths']).split(',')):
+        raise UserError(f"--ar_lengths={cfg['ar_lengths']!r}: give token counts >= 1, comma-separated, e.g. 80,160,320")
     bad = [a for a in cfg['attention'].split(',') if a not in ('bidirectional', 'block', 'causal')]
     if bad:
         raise UserError(f"--attention={bad[0]!r} is unknown; use bidirectional, block, causal or a comma list")
@@ -456,9 +462,9 @@ def main(argv):
             print(f"blockcache, {r['tokens_per_step']} token(s) per step: prefix cache is {r['speedup_vs_none']:.1f}x "
                   f"faster than no cache (same tokens: {r['same_tokens']})")
         results += rows
-    for case, fn in (('vocab', bench_vocab), ('coda', bench_coda), ('shard', bench_shard)):  # only when asked for by name
+    for case, fn in (('vocab', bench_vocab), ('coda', bench_coda), ('ar', bench_ar), ('shard', bench_shard)):  # by name
         if cfg['case'] == case:
-            with torch.no_grad() if case == 'coda' else contextlib.nullcontext():
+            with torch.no_grad() if case in ('coda', 'ar') else contextlib.nullcontext():
                 rows = fn(cfg)
             print_table(rows)
             results += rows

@@ -190,10 +190,12 @@ def mdm_batch(x0, *, mask_id, vocab_size, opts, progress, step, generator=None, 
 def edit_batch(x, maskable, t, w, *, mask_id, vocab_size, opts, p3, generator=None):
     """Seed Diffusion's edit stage (mdm from progress edit_start) -> (xt, masked, weight): random substitutions,
     insertions and deletions (edit_corrupt), then the forward process at rate t on top (the mask rate stays t).
-    Masked tokens keep w = 1/t; a changed token left visible is scored with plain CE (the model learns to revise)."""
+    Masked tokens keep w = 1/t; a changed token left visible is scored with plain CE (the model learns to revise);
+    an unchanged visible one with weight edit_keep (the model learns to keep a correct token, which token-to-token
+    editing at inference needs: with 0 its prediction there is never trained, and the sampler revises good tokens)."""
     x, changed, _ = edit_corrupt(x, maskable, opts.edit_rate, vocab_size, mask_id, generator)
     xt, masked, _ = forward_process(x, mask_id, maskable, t=t, p3=p3, sizes=block_sizes(opts), generator=generator)
-    return xt, masked, masked * w[:, None] + (changed & ~masked)
+    return xt, masked, masked * w[:, None] + (changed & ~masked) + opts.edit_keep * (maskable & ~changed & ~masked)
 
 
 def block_batch(x0, *, mask_id, block_size, opts, step, generator=None, maskable=None):
@@ -307,6 +309,7 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
     block_warmup_iters: int = 0      # Stable-DiffCoder warm-up of u_max (and no 1/t) for this many steps
     edit_start: float = 1.0          # Seed Diffusion: progress from which edit corruption is added (paper: 0.8)
     edit_rate: float = 0.1           # max edit operations as a fraction of the editable length
+    edit_keep: float = 0.0           # edit stage: weight of the unchanged visible tokens (1: learn to keep them; editing needs it)
     fim_rate: float = 0.0            # objective=ar: fraction of documents rearranged for FIM (Bavarian: 0.5-0.9)
     fim_spm_rate: float = 0.0        # of those, the fraction in SPM order (else PSM)
     varlen_rate: float = 0.0         # mdm / sft: fraction of rows made DreamOn variable-length infilling rows
@@ -326,6 +329,8 @@ class DiffusionOptions:  # every field is also a train.py config key with the sa
                   'merge_prob', 'merge_static'):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise UserError(f"{k}={getattr(self, k)} is not a probability; use a value in [0, 1]")
+        if self.edit_keep < 0:
+            raise UserError(f"edit_keep={self.edit_keep} is negative; use 0 (score only changed tokens) to 1")
         if self.max_delete < 0:
             raise UserError(f"max_delete={self.max_delete} is negative; use 0 or more delete targets")
         block_sizes(self), block_schedule(self)  # each raises on a bad value

@@ -99,12 +99,19 @@ def visibility(attention, q_pos, k_pos, block_size):
     return torch.ones(torch.broadcast_shapes(q.shape, k.shape), dtype=torch.bool, device=q_pos.device)
 
 
-@lru_cache(maxsize=64)
 def mode_mask(attention, start, T, S, block_size, device):
-    """(T, S) mask for queries at indices [start, start+T) over keys [0, S), no padding; None when every
-    key is visible (a cached step over one block, an AR step): attention then needs no mask at all."""
-    m = visibility(attention, torch.arange(start, start + T, device=device), torch.arange(S, device=device), block_size)
-    return None if bool(m.all()) else m
+    """(T, S) mask for queries at indices [start, start+T) over keys [0, S), no padding; None when the first
+    query already sees the last key, so every query sees every key (a cached step over one block, an AR step):
+    attention then needs no mask at all, and nothing over the S keys is built."""
+    if attention == 'bidirectional' or (attention == 'causal' and S - 1 <= start) or \
+            (attention == 'block' and (S - 1) // block_size <= start // block_size):
+        return None
+    return partial_mask(attention, start, T, S, block_size, device)
+
+
+@lru_cache(maxsize=64)
+def partial_mask(attention, start, T, S, block_size, device):
+    return visibility(attention, torch.arange(start, start + T, device=device), torch.arange(S, device=device), block_size)
 
 
 @lru_cache(maxsize=16)

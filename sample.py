@@ -13,13 +13,17 @@ Gumbel-max draw from softmax(l/T) after top-k / top-p) and commits some of them:
   topk_margin   the k most confident by p_top1 - p_top2
   entropy       the k most confident by sum_v p_v log p_v (= -H)
                 alg_temp > 0 samples the k slots from softmax(conf / alg_temp) instead of the top k
-  threshold     (Fast-dLLM) every slot with p(x_i) >= tau, at least the top-1: steps become dynamic
-  factor        (Fast-dLLM) sort c_1 >= c_2 >= ...; the largest n with c_i >= 1 - f/(i+1), at least 1
+  threshold     (Fast-dLLM) every slot with p(x_i) >= tau, at least the top-k (k below, 1 by default): dynamic steps
+  factor        (Fast-dLLM) sort c_1 >= c_2 >= ...; the largest n with c_i >= 1 - f/(i+1), at least k
 The count k at step j of a block (schedule=):
   llada  n // s, plus one in the first n % s steps: LLaDA's even spread (the default without a shift)
   coda   int(m * (1 - t_{j+1}/t_j)), t = linspace(1, eps, s+1), m = slots still masked: Dream's
          and CoDA's diffusion_generate (the default with shift_logits); the last step takes the rest
 Slots outside a row's current block are never chosen (confidence -inf).
+
+Editing (edit_threshold, LLaDA 2.1's token-to-token editing): the same forward also reads the block's visible
+answer tokens, and one whose prediction disagrees with p >= edit_threshold is replaced (choose_edits), within
+budgets per step and per slot. A draft= starts the answer from given tokens instead of masks (a repair).
 
 Caches. 'none' runs the whole sequence every step. For a 'block' model 'prefix' (= 'dual') is exact:
 the K/V of finished blocks are committed once and each step recomputes only the current block's
@@ -44,35 +48,8 @@ From the command line:
   python sample.py --hf=path/to/CoDA-v0-Instruct --chat --prompt='Write quicksort in Python.' \\
       --gen_length=256 --threshold=0.9 --cache=dual --dtype=bfloat16
 
-Defaults follow the model's kind: causal -> AR decoding with a KV cache; block -> block_length =
-the model's block_size and the exact prefix cache; bidirectional -> alg entropy, blocks of 32, no cache.
-Every option of generate() is a flag:
-
-  --ckpt / --hf       a train.py out_dir or ckpt.pt / a Hugging Face Qwen3 or CoDA directory (with tokenizer.json)
-  --prompt, --suffix  the prompt text (default: a newline) and, to infill, the text that must follow the
-                      generated span; --prompt_file / --suffix_file read them from files
-  --chat              wrap the prompt in the chat template (instruct models)
-  --num_samples       samples drawn (one batch)
-  --dtype             float32 | bfloat16 | float16 | auto (HF: the checkpoint's own)
-  --gen_length        tokens to generate (AR: at most)
-  --block_length      semi-AR block (default 32; block models: their block_size); 0 = one block for the answer
-  --steps             denoising steps over all blocks (default gen_length)
-  --alg               position rule: origin | maskgit_plus | topk_margin | entropy
-  --schedule          tokens per step: llada | coda (default: coda for models with shifted logits, i.e.
-                      CoDA / Dream; else llada)
-  --temperature       0 = greedy; --top_p, --top_k as usual
-  --alg_temp          > 0: sample positions from softmax(confidence / alg_temp)
-  --threshold         Fast-dLLM: commit every token with probability >= threshold
-  --factor            Fast-dLLM's factor rule (instead of --threshold)
-  --cache             none | prefix | dual (default: prefix for block / causal models, else none)
-  --no_eos            do not stop at the end-of-sequence token
-  --variable_length   infill a hole of unknown length: the canvas grows and shrinks (DreamOn; models trained
-                      with varlen_rate > 0), from --canvas masks up to --max_hole
-  --show              draw the denoising live in the terminal
-  --frames            save --n_frames snapshots of sample 0's denoising: .png/.svg (matplotlib) or .html;
-                      --overwrite lets it replace an existing picture
+Every option of generate() is a flag: python sample.py --help lists them (lib/sample_cli.py).
 """
-import os
 import sys
 import time
 import warnings
@@ -82,11 +59,12 @@ import torch
 
 from diffusion import confidence, gumbel, predict, propose, sample_tokens, top_ranks, uniform
 from model import Context
-from lib.cli import UserError, check_device, check_ranges, parse_options, run_cli
-from lib.display import canvas_segments, frame_segments, is_picture, live_display, read_text, recorder, save_frames
+from lib.cli import UserError, parse_options, run_cli
+from lib.display import canvas_segments, frame_segments, live_display, read_text, recorder, save_frames
 from lib.rows import as_rows, check_tokens, cut_after_eos, left_pad
 from lib.runtime import load_model
-from lib.varlen import check_varlen, generate_varlen
+from lib.sample_cli import DEFAULTS, HELP, KINDS, check_args, check_request, print_samples
+from lib.varlen import generate_varlen
 
 ALGS = ('origin', 'maskgit_plus', 'topk_margin', 'entropy')
 CACHES = ('none', 'prefix', 'dual')
@@ -126,27 +104,17 @@ def step_counts(schedule, n, s):
     return out
 
 
-def choose(alg, masked, p_tok, conf, *, step, n, s, alg_temp, threshold, factor, generator, schedule='llada'):
+def choose(alg, masked, p_tok, conf, *, step, n, s, alg_temp, threshold, factor, generator, schedule='llada',
+           finish_threshold=None):
     """Which block slots to commit this step. masked (B, n_max) = slots still masked; p_tok = p(token)
     and conf = the alg's confidence of each slot's proposal, (B, n_max) (see propose); n, s (B,) =
     the block's size and step budget per row. Returns a bool (B, n_max), never empty for a row that
     has masked slots (except a step of the 'coda' schedule whose count truncates to 0)."""
     ninf = torch.tensor(float('-inf'), device=masked.device)
     remaining = masked.sum(1)
-    if threshold is not None or factor is not None:
-        # Fast-dLLM: the score is the proposed token's probability; steps are dynamic
-        p = torch.where(masked, p_tok, ninf)
-        if threshold is not None:  # every slot with p >= tau, and always the top-1
-            return masked & ((p >= threshold) | top_ranks(p, torch.ones_like(remaining)))
-        # factor: sort c1 >= c2 >= ...; the largest n with c_i >= 1 - f/(i+1) for all i <= n (>= 1).
-        # (Fast-dLLM's released get_transfer_index_dynamic is off by one here: when only the last
-        # remaining slot fails its bound it commits every slot; this is the paper's formula.)
-        c = p.sort(dim=-1, descending=True).values
-        i = torch.arange(1, c.size(1) + 1, device=c.device)
-        ok = (c >= 1 - factor / (i + 1)).long().cumprod(-1).sum(-1)
-        return masked & top_ranks(p, ok.clamp(min=1))
     last = step >= s - 1  # the block's last step reveals everything still masked
-    if alg == 'origin':
+    dynamic = threshold is not None or factor is not None
+    if alg == 'origin' and not dynamic:
         # Dream's reverse process: timesteps linspace(1, eps, s+1); from t to s' < t every masked
         # token is revealed independently with probability 1 - s'/t (all at the last step)
         eps = 1e-3
@@ -156,10 +124,42 @@ def choose(alg, masked, p_tok, conf, *, step, n, s, alg_temp, threshold, factor,
         return masked & (uniform(masked.shape, generator, masked.device, torch.float64) < p_reveal[:, None])
     count = coda_count(remaining, s, step) if schedule == 'coda' else llada_count(n, s, step)
     k = torch.where(last, remaining, torch.minimum(count, remaining))
+    if dynamic:
+        # Fast-dLLM: the score is the proposed token's probability; steps are dynamic. The floor is the
+        # schedule's count k, at least 1 (k <= 1 with the default steps = gen_length; fewer steps bound the NFE)
+        p, floor = torch.where(masked, p_tok, ninf), k.clamp(min=1)
+        if threshold is not None:  # every slot with p >= tau, and always the top-k
+            return masked & ((p >= threshold) | top_ranks(p, floor))
+        # factor: sort c1 >= c2 >= ...; the largest n with c_i >= 1 - f/(i+1) for all i <= n (>= 1).
+        # (Fast-dLLM's released get_transfer_index_dynamic is off by one here: when only the last
+        # remaining slot fails its bound it commits every slot; this is the paper's formula.)
+        c = p.sort(dim=-1, descending=True).values
+        i = torch.arange(1, c.size(1) + 1, device=c.device)
+        ok = (c >= 1 - factor / (i + 1)).long().cumprod(-1).sum(-1)
+        return masked & top_ranks(p, torch.maximum(ok, floor))
     score = torch.where(masked, conf, ninf)
     if alg_temp > 0:  # Dream: sample k positions from softmax(conf / alg_temp) (Gumbel-top-k)
         score = score.double() / alg_temp + gumbel(score.shape, generator, score.device)
-    return masked & top_ranks(score, k)
+    sel = masked & top_ranks(score, k)
+    if finish_threshold is not None:  # every slot still masked is that sure: the whole block in this step
+        sure = torch.where(masked, p_tok, 1.0).amin(1) >= finish_threshold
+        sel |= masked & sure[:, None]
+    return sel
+
+
+def choose_edits(editable, current, logits, *, threshold, budget):
+    """Token-to-token editing (LLaDA 2.1's T2T), bounded: which visible slots to revise this step, and to what.
+    editable (B, n_max) = the current block's visible answer slots that may still be revised, current = their
+    tokens, logits (N, V) = the aligned logits of the editable slots in row-major order. Slot i becomes
+        x̂_i = argmax_v p_θ(v | x)   when   x̂_i != x_i  and  p_θ(x̂_i | x) >= edit_threshold,
+    at most `budget` slots per row, the most confident first (greedy at any temperature: a revision must be
+    the model's clear preference, not a draw). -> (revise (B, n_max) bool, x̂ (B, n_max))."""
+    p, proposal = logits.float().softmax(-1).max(-1)
+    x_hat = current.clone().masked_scatter_(editable, proposal)
+    conf = torch.full(current.shape, float('-inf'), device=current.device).masked_scatter_(editable, p)
+    want = (x_hat != current) & (conf >= threshold)
+    budget = torch.full_like(want[:, 0], budget, dtype=torch.long)
+    return want & top_ranks(torch.where(want, conf, float('-inf')), budget), x_hat
 
 
 # -----------------------------------------------------------------------------
@@ -254,7 +254,8 @@ def forward_window(cache, step, L, lo, hi, shift, exact=None):
 
 
 def check_options(model, gen_length, block_length, steps, alg, temperature, top_p, top_k, alg_temp, threshold,
-                  factor, cache, schedule='llada'):
+                  factor, cache, schedule='llada', edit_threshold=None, edit_budget=1, max_edits_per_slot=1,
+                  finish_threshold=None, fill_after_eos=False, eos_id=None):
     """Check generate()'s options (a UserError names the first bad one); -> (block_length, steps) as used."""
     cfg = model.config
     checks = [
@@ -270,6 +271,11 @@ def check_options(model, gen_length, block_length, steps, alg, temperature, top_
         (threshold is not None and factor is not None, "threshold and factor are two alternative rules; give one of them"),
         (threshold is not None and not 0 < threshold <= 1, f"threshold={threshold} must be in (0, 1]"),
         (factor is not None and factor <= 0, f"factor={factor} must be > 0"),
+        (edit_threshold is not None and not 0 < edit_threshold <= 1, f"edit_threshold={edit_threshold} must be in (0, 1]"),
+        (edit_budget < 0, f"edit_budget={edit_budget} must be >= 0 (revisions per row and step; 0 = editing off)"),
+        (max_edits_per_slot < 1, f"max_edits_per_slot={max_edits_per_slot} must be >= 1"),
+        (finish_threshold is not None and not 0 < finish_threshold <= 1, f"finish_threshold={finish_threshold} must be in (0, 1]"),
+        (fill_after_eos and eos_id is None, "fill_after_eos needs eos_id (the token after which the answer is padding)"),
     ]
     for bad, message in checks:
         if bad:
@@ -299,10 +305,29 @@ def check_options(model, gen_length, block_length, steps, alg, temperature, top_
     return block_length, steps
 
 
+def draft_canvas(draft, B, gen_length, mask_id, vocab_size):
+    """The answer's first state (B, gen_length): each row's draft (one token list per row, or one for all), then masks."""
+    canvas = torch.full((B, gen_length), mask_id, dtype=torch.long)
+    rows = as_rows(draft) if draft is not None else []
+    if len(rows) == 1 and B > 1:
+        rows = rows * B
+    if draft is not None and len(rows) != B:
+        raise UserError(f"draft must be one token list, or one per prompt ({B}); got {len(rows)}")
+    check_tokens(rows, vocab_size, 'draft')
+    for i, r in enumerate(rows):
+        if len(r) > gen_length:
+            raise UserError(f"the draft ({len(r)} tokens) is longer than the canvas (gen_length={gen_length}); "
+                            f"raise gen_length or shorten the draft")
+        canvas[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return canvas
+
+
 @torch.no_grad()
 def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, alg='entropy', temperature=0.0,
-             top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None, cache='none', suffix=None,
-             eos_id=None, pad_id=None, generator=None, callback=None, schedule=None, variable_length=False, **varlen):
+             top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None, cache=None, suffix=None,
+             eos_id=None, pad_id=None, generator=None, callback=None, schedule=None, draft=None, edit_threshold=None,
+             edit_budget=1, max_edits_per_slot=1, finish_threshold=None, fill_after_eos=False, variable_length=False,
+             **varlen):
     """Sample gen_length tokens after each prompt (and before suffix: infilling).
 
     prompt: LongTensor (B,P) / (P,) or a list of token lists (left-padded here). block_length
@@ -310,15 +335,30 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
     0 = one block over the whole answer (CoDA's diffusion_generate).
     steps (default gen_length) are spread over the blocks: a block of n tokens gets
     ceil(n * steps / gen_length). schedule: tokens per step, 'llada' | 'coda' (default: 'coda' for
-    models with shift_logits, else 'llada'). threshold / factor: Fast-dLLM's dynamic rules (steps ignored).
-    cache: 'none' | 'prefix' | 'dual' (exact for block models, Fast-dLLM's approximation otherwise).
+    models with shift_logits, else 'llada'). threshold / factor: Fast-dLLM's dynamic rules, at least the schedule's
+    count a step (1 with the default steps). finish_threshold: the fixed-count rules commit a row's whole block
+    at once when every slot still masked has p(x_i) >= it. fill_after_eos (with eos_id): a masked slot after a
+    row's first EOS is given pad_id at once (the output pads it anyway) instead of being denoised.
+    cache: 'none' | 'prefix' | 'dual' (exact for block models, Fast-dLLM's approximation otherwise); default
+    (None) by the model's kind, as the command line: 'prefix' for causal (the KV cache) and block models, else 'none'.
     Returns (tokens (B, G + gen_length [+ S]), info) where G = the longest prompt; after the first
     eos_id in the answer everything is pad_id (or eos_id). info: nfe, seconds, tokens_per_s,
-    steps_per_block, ... callback(step_info) runs after every step; step_info['tokens'] is live.
+    steps_per_block, edits, ... callback(step_info) runs after every step; step_info['tokens'] is live.
+    draft: a token list per row (or one for all) of at most gen_length tokens that the answer starts from instead
+    of masks (a repair starts from the buggy code); the slots after it, and <|mask|> tokens in it, are masks.
+    edit_threshold (in (0, 1]; None = off): token-to-token editing (LLaDA 2.1), see choose_edits: at each step a
+    visible answer token of the current block whose prediction disagrees with p >= edit_threshold is replaced,
+    at most edit_budget per row and step and max_edits_per_slot per slot, so revising cannot oscillate. Edits stay
+    inside the current block (finished blocks are final: the exact block cache stays exact), and a block whose masks
+    are all filled takes more steps, edits only, until one finds nothing to revise.
     variable_length=True: a hole of unknown length, gen_length its maximum (DreamOn; lib/varlen.py, whose
     canvas=, expand_id=, delete_id=, budget=, truncate= pass through; blocks, steps and schedule unused).
     """
     cfg = model.config
+    cache = cache or ('none' if cfg.attention == 'bidirectional' else 'prefix')
+    if (draft is not None or edit_threshold is not None) and (variable_length or cfg.attention == 'causal'):
+        raise UserError(f"a draft and editing revise a fixed canvas of a diffusion model; not available "
+                        f"{'with variable_length' if variable_length else 'for a causal (AR) model'}")
     if variable_length:
         if factor is not None:
             raise UserError("the factor rule is not available with variable_length; use threshold or alg")
@@ -334,7 +374,9 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
                            cache=cache, eos_id=eos_id, pad_id=pad_id, generator=generator, callback=callback)
     schedule = schedule or ('coda' if cfg.shift_logits else 'llada')
     block_length, steps = check_options(model, gen_length, block_length, steps, alg, temperature, top_p, top_k,
-                                        alg_temp, threshold, factor, cache, schedule)
+                                        alg_temp, threshold, factor, cache, schedule, edit_threshold, edit_budget,
+                                        max_edits_per_slot, finish_threshold, fill_after_eos, eos_id)
+    editing = edit_threshold is not None and edit_budget > 0
     t0 = time.perf_counter()
     dev, mask_id = model.lm_head.weight.device, cfg.mask_token_id
     block_model, shift = cfg.attention == 'block', int(cfg.shift_logits)
@@ -353,8 +395,9 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
     if L > cfg.max_position_embeddings:
         raise UserError(f"prompt ({G}) + gen_length ({gen_length}) + suffix ({S}) = {L} tokens exceeds the "
                         f"model's context of {cfg.max_position_embeddings}; shorten the prompt or gen_length")
-    x = torch.cat([head, torch.full((B, gen_length), mask_id, device=dev),
+    x = torch.cat([head, draft_canvas(draft, B, gen_length, mask_id, cfg.vocab_size).to(dev),
                    torch.tensor(suf, dtype=torch.long, device=dev).view(B, S)], dim=1)
+    edits = torch.zeros(B, L, dtype=torch.long, device=dev)  # revisions made at each index
     pad_t = pad if pad is not None else torch.zeros(B, dtype=torch.long, device=dev)
     bounds = block_grid(pad_t.tolist(), G, gen_length, block_length, block_model, dev)  # (R, B, 2)
 
@@ -378,34 +421,50 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
             frontier = int(down[active].min())
             block_end = min(L, int(up[active].max()))  # the model blocks holding every row's current block
         j = 0
+        settled = ~active  # editing: a row whose block is filled and whose last step found nothing to revise
         while True:
+            if fill_after_eos:  # a slot after the row's first EOS is padding in the output: never denoise it
+                after_eos = ((x == eos_id) & (torch.arange(L, device=dev) >= G)).cumsum(1).gather(1, slot) > 0
+                b, r = (valid & after_eos & (x.gather(1, slot) == mask_id)).nonzero(as_tuple=True)
+                x[b, slot[b, r]] = fill
             masked = valid & (x.gather(1, slot) == mask_id)
-            if not masked.any():
+            # the block's visible answer tokens that may still be revised (none without editing)
+            editable = valid & ~masked & (edits.gather(1, slot) < max_edits_per_slot) & ~settled[:, None] \
+                if editing else torch.zeros_like(masked)
+            if not (masked | editable).any():
                 break
             exact = ((committed if j == 0 else frontier), block_end) if block_model else None
             w0, w1, kv_len = forward_window(cache, j, L, min_lo, int(hi.max()), shift, exact)
-            # logits only for the masked slots, as flat indices into the window's B x T rows; predict
-            # reads each from the index the logit shift says. Always write=True: cache entries past
+            # logits only for the masked slots, then the editable ones, as flat indices into the window's B x T
+            # rows; predict reads each from the index the logit shift says. Always write=True: cache entries past
             # the exact part are scratch, rewritten before being read
-            mb, mr = masked.nonzero(as_tuple=True)
+            (mb, mr), (eb, er) = masked.nonzero(as_tuple=True), editable.nonzero(as_tuple=True)
+            rb, rr = torch.cat([mb, eb]), torch.cat([mr, er])
             ctx = Context(pad=pad, cache=kv, start=w0, kv_len=kv_len)
-            logits = predict(model, x[:, w0:w1], ctx, rows=mb * (w1 - w0) + slot[mb, mr] - w0)
+            logits = predict(model, x[:, w0:w1], ctx, rows=rb * (w1 - w0) + slot[rb, rr] - w0)
             nfe += 1
             if block_model and j == 0:
                 committed = frontier
             logits[..., mask_id] = float('-inf')  # never propose <|mask|> itself
-            tok, p_tok, conf = propose(logits, alg if threshold is None and factor is None else None,
+            tok, p_tok, conf = propose(logits[:len(mb)], alg if threshold is None and factor is None else None,
                                        temperature, top_p, top_k, generator)
             tokens, p_all, c_all = (torch.zeros(masked.shape, dtype=v.dtype, device=dev).index_put_((mb, mr), v)
                                     for v in (tok, p_tok, conf))
             sel = choose(alg, masked, p_all, c_all, step=j, n=n, s=s, alg_temp=alg_temp, threshold=threshold,
-                         factor=factor, generator=generator, schedule=schedule)
+                         factor=factor, generator=generator, schedule=schedule, finish_threshold=finish_threshold)
+            fix = torch.zeros_like(sel)
+            if editing:  # LLaDA 2.1: fill masks (M2T) and revise visible tokens (T2T) from the same forward
+                fix, x_hat = choose_edits(editable, x.gather(1, slot), logits[len(mb):], threshold=edit_threshold,
+                                          budget=edit_budget)
+                settled |= ~masked.any(1) & ~fix.any(1)  # filled, and nothing left to revise: done with this block
+                sel, tokens = sel | fix, torch.where(fix, x_hat, tokens)
+                edits.scatter_add_(1, slot, fix.long())
             b, r = sel.nonzero(as_tuple=True)
             x[b, slot[b, r]] = tokens[b, r]
             j += 1
             if callback is not None:
-                callback(dict(tokens=x, block=k, step=j, nfe=nfe, committed=sel.sum(1), prompt_len=G,
-                              gen_length=gen_length, mask_id=mask_id))
+                callback(dict(tokens=x, block=k, step=j, nfe=nfe, committed=(sel & ~fix).sum(1), revised=fix.sum(1),
+                              prompt_len=G, gen_length=gen_length, mask_id=mask_id, edited=edits > 0))
         steps_per_block.append(j)
         info_steps += j
         # EOS: stop once every row's finished blocks hold an EOS (text after it is never needed)
@@ -418,7 +477,7 @@ def generate(model, prompt, *, gen_length=128, block_length=None, steps=None, al
     dt = time.perf_counter() - t0
     return x, dict(nfe=nfe, seconds=dt, tokens_per_s=B * gen_length / dt, steps=info_steps,
                    steps_per_block=steps_per_block, blocks=len(steps_per_block), block_length=block_length,
-                   prompt_len=G)
+                   prompt_len=G, edits=edits.sum(1).tolist())
 
 # -----------------------------------------------------------------------------
 # AR decoding for causal models (the baseline)
@@ -450,11 +509,10 @@ def generate_ar(model, prompt, *, gen_length=128, temperature=0.0, top_p=None, t
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     start, nfe = 0, 0
     for t in range(G, L):
-        if kv is None:
-            logits = model(x[:, :t], Context(pad=pad))[:, -1]
-        else:  # prefill once, then one new token per step
-            logits = model(x[:, start:t], Context(pad=pad, cache=kv, start=start))[:, -1]
-            start = t
+        w0 = 0 if kv is None else start  # no cache: the whole prefix again; cache: prefill once, then one token
+        last = torch.arange(B, device=dev) * (t - w0) + t - w0 - 1  # only the last position reaches the lm_head
+        logits = model(x[:, w0:t], Context(pad=pad, cache=kv, start=w0), rows=last)
+        start = t
         nfe += 1
         tok, _ = sample_tokens(logits, temperature, top_p, top_k, generator)
         x[:, t] = tok
@@ -474,91 +532,27 @@ def generate_ar(model, prompt, *, gen_length=128, temperature=0.0, top_p=None, t
 # -----------------------------------------------------------------------------
 # the command line
 
-# every option, with its default; the numeric ones left unset (None) are typed by KINDS
-DEFAULTS = dict(ckpt='', hf='', prompt=None, prompt_file='', suffix=None, suffix_file='', chat=False, num_samples=1,
-                seed=1337, device='cpu', dtype='float32', gen_length=128, block_length=None, steps=None, alg='entropy',
-                schedule=None, temperature=0.0, top_p=None, top_k=None, alg_temp=0.0, threshold=None, factor=None,
-                cache=None, no_eos=False, variable_length=False, canvas=16, max_hole=64, show=False, frames='',
-                n_frames=8, overwrite=False)
-KINDS = dict(block_length=int, steps=int, top_p=float, top_k=int, threshold=float, factor=float)
-
-
-# the interval each numeric option must lie in (cli.check_ranges); unset (None) options pass
-RANGES = dict(canvas='[1, inf)', max_hole='[1, inf)', num_samples='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)', steps='[1, inf)', temperature='[0, inf)',
-              top_p='(0, 1]', top_k='[1, inf)', alg_temp='[0, inf)', threshold='(0, 1]', factor='(0, inf)',
-              seed='(-inf, inf)', n_frames='[2, inf)')
-PAIRS = (('ckpt', 'hf', 'both name a model'), ('prompt', 'prompt_file', 'both give the prompt'),
-         ('suffix', 'suffix_file', 'both give the suffix'), ('frames', 'show', 'both watch the denoising'))
-# the decodings that read each decoding-specific option: given to another, it is an error (as eval.py's USED_BY)
-DIFFUSION, FIXED, VARLEN, AR = 'fixed-length diffusion', "a varlen model's fixed hole", '--variable_length', 'AR decoding'
-READ_BY = dict(gen_length=(DIFFUSION, FIXED, AR), block_length=(DIFFUSION,), steps=(DIFFUSION,), schedule=(DIFFUSION,),
-               factor=(DIFFUSION,), alg=(DIFFUSION, FIXED, VARLEN), alg_temp=(DIFFUSION, FIXED, VARLEN),
-               threshold=(DIFFUSION, FIXED, VARLEN), canvas=(VARLEN,), max_hole=(VARLEN,))
-
-
 def main(argv):
-    given = parse_options(argv, DEFAULTS, __doc__, KINDS)
+    given = parse_options(argv, DEFAULTS, __doc__ + HELP, KINDS)
     args = SimpleNamespace(**{**DEFAULTS, **given})
-    for a, b, why in PAIRS:
-        if getattr(args, a) not in (None, '', False) and getattr(args, b) not in (None, '', False):
-            raise UserError(f"--{a} and --{b} {why}; pass one of them")
-    path = args.ckpt or args.hf
-    if not path:  # as nanoGPT: sample from train.py's default out_dir
-        path = 'out-toy'
-        if not os.path.isfile(os.path.join(path, 'ckpt.pt')):
-            raise UserError("no model given and out-toy/ckpt.pt does not exist; run `python train.py` first, "
-                            "or pass --ckpt=out_dir (train.py) or --hf=dir (Hugging Face)")
-        print(f"sampling from {os.path.join(path, 'ckpt.pt')} (train.py's default out_dir; --ckpt to choose)")
-    if args.frames and not args.frames.endswith(('.png', '.svg', '.html')):
-        raise UserError(f"--frames={args.frames}: name a .png, .svg or .html file")
-    if args.frames:
-        from data.common import check_out_file
-        check_out_file(args.frames, '--frames', args.overwrite, is_picture, 'a picture')  # before the sampling
-    if args.alg not in ALGS:
-        raise UserError(f"--alg={args.alg} is unknown; use one of {', '.join(ALGS)}")
-    if args.cache is not None and args.cache not in CACHES:
-        raise UserError(f"--cache={args.cache} is unknown; use one of {', '.join(CACHES)}")
-    check_ranges(vars(args), RANGES)
-    check_device(args.device)
+    path = check_args(args, ALGS, CACHES)
     torch.manual_seed(args.seed)
     model, tok = load_model(path, args.device, args.dtype)
-    cfg = model.config
-    kind = cfg.attention
+    cfg, kind = model.config, model.config.attention
     prompt_text = read_text(args.prompt, args.prompt_file)
     prompt_text = '\n' if prompt_text is None else prompt_text
-    suffix_text = read_text(args.suffix, args.suffix_file)
+    suffix_text, draft_text = read_text(args.suffix, args.suffix_file), read_text(None, args.draft_file)
     ids = tok.encode_chat([{'role': 'user', 'content': prompt_text}]) if args.chat else tok.encode(prompt_text)
     suffix = tok.encode(suffix_text) if suffix_text else None
-    if suffix and kind == 'causal':
-        raise UserError("--suffix (infilling) needs a diffusion model; this checkpoint is causal (AR)")
-    if args.variable_length and not args.canvas <= args.max_hole:
-        raise UserError(f"--canvas={args.canvas} is above --max_hole={args.max_hole}; start from fewer masks or raise the maximum")
-    if args.variable_length and kind != 'bidirectional':
-        raise UserError(f"--variable_length needs a bidirectional diffusion model; this checkpoint is {kind}")
-    # a varlen model's hole of fixed length is a canvas that cannot grow (DreamOn's fixed-length decoding)
-    fixed_hole = suffix is not None and not args.variable_length and model.train_config.get('varlen_rate', 0) > 0
-    mode = AR if kind == 'causal' else VARLEN if args.variable_length else FIXED if fixed_hole else DIFFUSION
-    for flag in sorted(set(given) & set(READ_BY)):
-        if mode not in READ_BY[flag]:
-            raise UserError(f"--{flag} is not used by {mode} (only by {', '.join(READ_BY[flag])}); drop it")
-    if args.variable_length:  # the hole's maximum takes gen_length's place; the checks before any warning
-        args.gen_length = args.max_hole
-        check_varlen(model, args.canvas, args.max_hole, None, tok.expand_id, tok.pad_id, args.cache or 'none', args.alg,
-                     len(ids), len(suffix or []))
-    if suffix and kind == 'block':
-        warnings.warn("block models see the suffix only from the last block; infilling wants a bidirectional model")
-    n = len(ids) + args.gen_length + len(suffix or [])
-    if n > cfg.max_position_embeddings:
-        flag = '--max_hole' if args.variable_length else '--gen_length'
-        raise UserError(f"prompt ({len(ids)} tokens) + {flag} ({args.gen_length}) + suffix = {n} exceeds the "
-                        f"model's context of {cfg.max_position_embeddings}; shorten the prompt or lower {flag}")
-    trained = model.train_config.get('seq_len')
-    if trained and n > trained:
-        warnings.warn(f"{n} tokens is longer than the {trained} the model was trained on; expect worse samples")
+    draft = tok.encode(draft_text) if args.draft_file else None
+    fixed_hole = check_request(args, given, model, tok, ids, suffix, draft)
     cache = args.cache or ('none' if kind == 'bidirectional' else 'prefix')
     generator = torch.Generator().manual_seed(args.seed)  # CPU generator: same samples on every device
     varlen = dict(variable_length=True, canvas=args.gen_length if fixed_hole else args.canvas, expand_id=tok.expand_id,
                   delete_id=tok.pad_id) if args.variable_length or fixed_hole else {}
+    editing = dict(draft=draft, edit_threshold=args.edit_threshold, edit_budget=args.edit_budget,
+                   max_edits_per_slot=args.max_edits_per_slot, finish_threshold=args.finish_threshold,
+                   fill_after_eos=args.fill_after_eos) if not varlen else {}
     frames = []
     callback = live_display(tok) if args.show else recorder(frames) if args.frames else None
     if varlen and args.frames:  # the canvas of sample 0 after each step, and when each slot was committed
@@ -568,31 +562,19 @@ def main(argv):
                          steps=args.steps, alg=args.alg, temperature=args.temperature, top_p=args.top_p,
                          top_k=args.top_k, alg_temp=args.alg_temp, threshold=args.threshold, factor=args.factor,
                          cache=cache, suffix=suffix, eos_id=None if args.no_eos else tok.eos_id, pad_id=tok.pad_id,
-                         generator=generator, callback=callback, schedule=args.schedule, **varlen)
+                         generator=generator, callback=callback, schedule=args.schedule, **editing, **varlen)
     if args.show:
         sys.stdout.write('\x1b[2J\x1b[H')
-    P = len(ids)
-    for r, row in enumerate(out.tolist()):
-        gen = info['middles'][r] if varlen else row[P:P + args.gen_length]
-        stop = [j for j, t in enumerate(gen) if t in (tok.eos_id, tok.pad_id)] if not args.no_eos else []
-        text = tok.decode(gen[:stop[0]] if stop else gen)
-        print(prompt_text + text + (suffix_text or ''))
-        print('-' * 40)
+    print_samples(tok, out, info, args, ids, (prompt_text, suffix_text), varlen, cache, kind, fixed_hole)
     if args.frames and varlen:
         save_frames(args.frames, canvas_segments(tok, frames, ids, suffix or [], cfg.mask_token_id, args.n_frames))
         print(f"saved {args.frames}: {args.n_frames} snapshots of sample 0's canvas")
     elif args.frames:
         start = out.shape[1] - args.gen_length - len(suffix or [])
         hole = tok.pad_id if kind == 'causal' else cfg.mask_token_id  # AR: not-yet-decoded slots hold pad
-        save_frames(args.frames, frame_segments(tok, frames, ids, start, start + args.gen_length, hole, args.n_frames))
+        first = (draft + [hole] * (args.gen_length - len(draft))) if draft else None
+        save_frames(args.frames, frame_segments(tok, frames, ids, start, start + args.gen_length, hole, args.n_frames, first))
         print(f"saved {args.frames}: {args.n_frames} snapshots of sample 0's denoising")
-    mode = 'AR' if kind == 'causal' else f"{args.alg}, block {info['block_length']}"
-    if varlen:
-        what = 'a fixed hole' if fixed_hole else 'variable length'
-        mode = (f"{args.alg}, {what} from {varlen['canvas']} masks: middles of {info['lengths']} tokens after "
-                f"{info['expansions']} expansions and {info['deletions']} deletions")
-    print(f"{kind} model, {mode}, cache {cache}: {info['nfe']} forward passes (NFE), "
-          f"{info['tokens_per_s']:.1f} tokens/s, {info['seconds']:.2f} s, steps per block {info['steps_per_block']}")
 
 
 if __name__ == '__main__':

@@ -392,10 +392,11 @@ def write_report(run_dir, report, stages, seconds):
           f"{mins(report['total_seconds'])} in all, {len(done)} of {len(stages)} stages done.", "",
           *head]
     for r in done:
-        first = f"| {r['name']} | {r['iters']:,} | {r['tokens'] / 1e6:.2f}M | {mins(r['train_seconds'])} | {fmt(r['val_bpb'])} | "
         if 'unreadable' in r:
             md.append(f"| {r['name']} | cannot be read: see below |" + ' |' * (head[0].count('|') - 3))
-        elif world:
+            continue
+        first = f"| {r['name']} | {r['iters']:,} | {r['tokens'] / 1e6:.2f}M | {mins(r['train_seconds'])} | {fmt(r['val_bpb'])} | "
+        if world:
             w, i = r['world_write'], r['world_infill']
             md.append(first + ' | '.join(fmt(w['pass_at_1'].get(f'test/tier{t}'), pct=True) for t in (1, 2, 3, 4)) +
                       f" | {fmt(w['pass_at_1'].get('test'), pct=True)} | {fmt(i['pass_at_1'].get('test'), pct=True)} |")

@@ -211,3 +211,56 @@ def bench_coda(cfg):
         rows[0]['speedup_vs_coda'] = rows[1]['seconds'] / rows[0]['seconds']
         rows[0]['same_tokens'] = bool(torch.equal(outs['ours'], outs['coda'])) if same_rule else None
     return rows
+
+
+# -----------------------------------------------------------------------------
+# AR decoding against transformers' generate with its KV cache
+
+def bench_ar(cfg):
+    """AR decoding of one set of Qwen3 weights (the toy shape: 4 layers x 128, the byte vocabulary of 264; 2 x 64
+    with --quick), --sample_batch rows of a --prompt_len prompt, greedy, --ar_lengths new tokens each:
+    ours (generate() of a causal model: its KV cache), ours without a cache (the whole prefix every token,
+    only the last position through the lm_head) and transformers' Qwen3ForCausalLM.generate (its DynamicCache),
+    alternated --rounds times in one process. Per length and contender: ms per token (median of the rounds,
+    and their spread max - min); per round the ratio hf / ours, its median and spread (> 1: ours is faster)."""
+    import transformers
+    from sample import generate
+    torch.manual_seed(cfg['seed'])
+    size = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16) if cfg['quick'] else \
+        dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, head_dim=32)
+    mc = ModelConfig(**size, vocab_size=264, num_attention_heads=4, num_key_value_heads=2, attention='causal',
+                     max_position_embeddings=4096)
+    ours = Transformer(mc).eval()
+    with torch.no_grad():  # decisive logits, so that the two models' tokens can be compared
+        ours.lm_head.weight.mul_(8)
+    hc = transformers.Qwen3Config(**{k: getattr(mc, k) for k in (
+        'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+        'num_key_value_heads', 'head_dim', 'rope_theta', 'rms_norm_eps', 'max_position_embeddings',
+        'tie_word_embeddings')})
+    hf = transformers.Qwen3ForCausalLM(hc).eval()
+    hf.load_state_dict(ours.state_dict())
+    hf.generation_config.eos_token_id = None  # exactly n new tokens, as ours with eos_id=None
+    prompt = torch.randint(0, mc.vocab_size, (cfg['sample_batch'], cfg['prompt_len']),
+                           generator=torch.Generator().manual_seed(cfg['seed']))
+    runs = {'ours': lambda n: generate(ours, prompt, gen_length=n)[0],  # a causal model's default: the KV cache
+            'ours_no_cache': lambda n: generate(ours, prompt, gen_length=n, cache='none')[0],
+            'hf': lambda n: hf.generate(prompt, max_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0)}
+    rows = []
+    with torch.no_grad():
+        outs = {name: run(8) for name, run in runs.items()}  # warm-up
+        for n in [int(v) for v in str(cfg['ar_lengths']).split(',')]:
+            times = {name: [] for name in runs}
+            for _ in range(cfg['rounds']):  # A B C A B C ...: the machine's drift hits every contender alike
+                for name, run in runs.items():
+                    t0 = time.perf_counter()
+                    outs[name] = run(n)
+                    times[name].append(time.perf_counter() - t0)
+            ratios = [h / o for h, o in zip(times['hf'], times['ours'])]
+            for name in runs:
+                ms = [1e3 * t / n for t in times[name]]
+                rows.append(dict(case='ar', contender=name, batch=prompt.size(0), prompt_len=prompt.size(1), gen_length=n,
+                                 ms_per_token=statistics.median(ms), spread_ms=max(ms) - min(ms),
+                                 tokens_per_s=prompt.size(0) * n / statistics.median(times[name])))
+            rows[-3].update(hf_over_ours=statistics.median(ratios), ratio_spread=max(ratios) - min(ratios),
+                            same_tokens_as_hf=bool(torch.equal(outs['ours'], outs['hf'])))
+    return rows

@@ -27,12 +27,15 @@ def read_text(text, path):
     return text.replace('\\n', '\n').replace('\\t', '\t') if text is not None else None  # '\n' typed on the command line
 
 
-def render(tok, ids, mask_id):
-    """Token ids -> text, each mask token drawn as '░'."""
+REVISED = '\x1b[7;35m{}\x1b[0m'  # ANSI: a revised token in reverse magenta
+
+
+def render(tok, ids, mask_id, edited=None):
+    """Token ids -> text, each mask token drawn as '░' and each revised token (edited[i]) in its own colour."""
     out, run = [], []
-    for t in ids:
-        if t == mask_id:
-            out.append(tok.decode(run) + '░')
+    for i, t in enumerate(ids):
+        if t == mask_id or (edited and edited[i]):
+            out.append(tok.decode(run) + ('░' if t == mask_id else REVISED.format(tok.decode([t]))))
             run = []
         else:
             run.append(t)
@@ -48,32 +51,39 @@ def live_display(tok, every=0.03):
         if now - last[0] < every:
             return
         last[0] = now
-        x = info['tokens'][0].tolist()
-        sys.stdout.write('\x1b[2J\x1b[H' + render(tok, x, info['mask_id'])
+        x, edited = info['tokens'][0].tolist(), info.get('edited')
+        sys.stdout.write('\x1b[2J\x1b[H' + render(tok, x, info['mask_id'], edited[0].tolist() if edited is not None else None)
                          + f"\n\n[block {info['block']} step {info['step']} nfe {info['nfe']}]\n")
         sys.stdout.flush()
     return show
 
 
 # -----------------------------------------------------------------------------
-# a picture of the denoising: snapshots of the generated span, prompt blue, masks grey, fresh tokens orange
+# a picture of the denoising: snapshots of the generated span, prompt blue, masks grey, fresh tokens orange,
+# revised tokens (editing) purple
 
 def recorder(frames):
-    """A generate() callback that keeps sample 0's tokens after every step."""
-    return lambda info: frames.append((info['step'], info['nfe'], info['tokens'][0].tolist()))
+    """A generate() callback that keeps sample 0's tokens after every step, and which of them were revised."""
+    def record(info):
+        edited = info.get('edited')
+        frames.append((info['step'], info['nfe'], info['tokens'][0].tolist(),
+                       edited[0].tolist() if edited is not None else None))
+    return record
 
 
-def frame_segments(tok, frames, prompt, start, end, mask_id, n):
-    """n snapshots evenly spaced over the run (all masks first, the answer last), each a list of
-    (text, state) pieces: the prompt, then the span [start, end) with state 'mask', 'new' (since the
-    last snapshot) or 'old'."""
-    states = [(0, 0, [mask_id] * (end - start))] + [(s, f, x[start:end]) for s, f, x in frames]
+def frame_segments(tok, frames, prompt, start, end, mask_id, n, first=None):
+    """n snapshots evenly spaced over the run (the first state: all masks, or `first`, e.g. a draft; the answer
+    last), each a list of (text, state) pieces: the prompt, then the span [start, end) with state 'mask', 'edit'
+    (revised at some step so far), 'new' (since the last snapshot) or 'old'."""
+    states = [(0, 0, first or [mask_id] * (end - start), None)] + [
+        (s, f, x[start:end], e[start:end] if e else None) for s, f, x, e in frames]
     picks = sorted({round(i * (len(states) - 1) / max(n - 1, 1)) for i in range(n)})
     out, prev = [], states[0][2]
     for i in picks:
-        step, nfe, x = states[i]
+        step, nfe, x, edited = states[i]
         segs = [(tok.decode(prompt), 'prompt')] + [
-            ('\u2591', 'mask') if t == mask_id else (tok.decode([t]), 'new' if prev[j] == mask_id else 'old')
+            ('\u2591', 'mask') if t == mask_id else
+            (tok.decode([t]), 'edit' if edited and edited[j] else 'new' if prev[j] == mask_id else 'old')
             for j, t in enumerate(x)]
         out.append((f"forward {nfe}", segs))
         prev = x
@@ -98,7 +108,7 @@ def canvas_segments(tok, frames, prompt, suffix, mask_id, n):
 
 def save_frames(path, panels):
     """Panels side by side, each the span as monospace text. PNG/SVG with matplotlib, else HTML."""
-    color = {'prompt': '#1c7ed6', 'mask': '#b0b0b0', 'new': '#e8590c', 'old': '#1f2937'}
+    color = {'prompt': '#1c7ed6', 'mask': '#b0b0b0', 'new': '#e8590c', 'old': '#1f2937', 'edit': '#ae3ec9'}
     if path.endswith('.html'):
         import html
         cols = ''.join(f"<td><b>{title}</b><pre>" + ''.join(
@@ -135,8 +145,8 @@ def save_frames(path, panels):
     for ax, (title, _), cells in zip(axes.flat, panels, grids):
         ax.set_xlim(-0.5, 40.5), ax.set_ylim(rows - 0.5, -0.5), ax.axis('off'), ax.set_title(title, fontsize=9)
         for r, c, ch, state in cells:
-            if state == 'new':  # a tinted cell, so that fresh spaces show too
-                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color='#ffe8cc', lw=0))
+            if state in ('new', 'edit'):  # a tinted cell, so that fresh and revised spaces show too
+                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color='#ffe8cc' if state == 'new' else '#f3d9fa', lw=0))
             ax.text(c, r, ch, family='monospace', fontsize=7, color=color[state], ha='center', va='center')
     fig.tight_layout()
     fig.savefig(path, dpi=130)

@@ -56,3 +56,14 @@ def test_vocab_and_coda_rows(restore_threads):
 def test_bad_options_are_user_errors(arg, match):
     with pytest.raises(bench.UserError, match=match):
         bench.main([arg])
+
+
+def test_ar_rows(restore_threads):
+    """The ar case: ours (KV cache), ours without a cache and transformers' generate on the same weights give the
+    same tokens; every row has a time."""
+    pytest.importorskip('transformers')
+    rows = bench.main(['--case=ar', '--quick', '--ar_lengths=8', '--prompt_len=8'])
+    assert [r['contender'] for r in rows] == ['ours', 'ours_no_cache', 'hf']
+    assert rows[0]['same_tokens_as_hf'] and rows[0]['hf_over_ours'] > 0 and all(r['ms_per_token'] > 0 for r in rows)
+    with pytest.raises(bench.UserError, match='ar_lengths'):
+        bench.main(['--case=ar', '--ar_lengths=0'])
