@@ -129,14 +129,14 @@ def test_split_is_by_composition(built):
         assert named.setdefault(c['name'], key) == key
     assert all(world.split_of(k) == s for s in ('train', 'val') for k in comps[s])
     # val and test compositions never occur in train, their primitives all do; no held-out text is in train
-    train_text = '\x00'.join(train_docs)
+    train_text, train_names = '\x00'.join(train_docs), {name(d) for d in train_docs}
     train_prims = set().union(*map(world.primitives, comps['train']))
     held_out = [(t['composition'], t) for k, v in tasks.items() if not k.startswith('train') for t in v]
     assert held_out and {t['split'] for _, t in held_out} == {'val', 'test'}
     for key, t in held_out + [(k, None) for k in comps['val']]:
         assert key not in comps['train'] and world.primitives(key) <= train_prims, key
         if t is not None:
-            assert world.split_of(key) == t['split'] and t['entry_point'] not in train_text
+            assert world.split_of(key) == t['split'] and t['entry_point'] not in train_names
             assert (t.get('prompt') or t.get('prefix') or t['canonical'])[:-1] not in train_text
     assert all(world.split_of(t['composition']) == 'train' for t in tasks['train_repair'])
     assert meta['compositions']['train'] and meta['compositions']['val']

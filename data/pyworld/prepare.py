@@ -6,11 +6,11 @@ is the real-code counterpart).
 Every program is one short function (a helper below it in the calls family) with a docstring, then
 three asserts whose values come from running it:
 
-  def sum_of_squares_of_evens(xs):
+  def sum_squares_evens(xs):
       \"\"\"Take xs, keep the even numbers, square each, return their sum.\"\"\"
       return sum(x * x for x in xs if x % 2 == 0)
 
-  assert sum_of_squares_of_evens([3, 4, -2]) == 20
+  assert sum_squares_evens([3, 4, -2]) == 20
   ...
 
 Five families (list filter/map/reduce, string building, integer arithmetic with branches, stateful
@@ -66,6 +66,7 @@ DEFAULTS = dict(
     n_programs=60000,       # programs of the corpus (train and val compositions), spread evenly over family x tier
     families=','.join(world.FAMILIES),  # a comma-separated subset of list, string, arith, loop, calls
     tiers='1,2,3,4',        # steps per composition; calls starts at 2 (a call and a helper's step)
+    tier_weights='2,2,1,1', # the share of each tier (1..4) in the corpus: the easy tiers teach the primitives
     tasks_per_tier=100,     # val and test tasks per tier, of each kind (write, infill, repair)
     train_repair=5000,      # repair pairs from train programs (0: none)
     hide=0.15,              # chance that a docstring leaves an op's constant to the asserts
@@ -74,8 +75,8 @@ DEFAULTS = dict(
 TASKS = ('write', 'infill', 'repair')
 
 
-def cells(families, tiers):
-    """The (family, tier) pairs to draw from, checked."""
+def cells(families, tiers, tier_weights='1,1,1,1'):
+    """The (family, tier) pairs to draw from, each as often as its tier's weight, checked."""
     fams = split_list(families)
     bad = [f for f in fams if f not in world.FAMILIES]
     if bad or not fams:
@@ -87,7 +88,13 @@ def cells(families, tiers):
         ts = [0]
     if not ts or not all(1 <= t <= 4 for t in ts):
         raise UserError(f"--tiers={tiers!r}: use a comma-separated subset of 1,2,3,4")
-    out = [(f, t) for f in fams for t in ts if not (f == 'calls' and t == 1)]
+    try:
+        weights = [int(w) for w in split_list(str(tier_weights))]
+    except ValueError:
+        weights = []
+    if len(weights) != 4 or min(weights) < 0 or not any(weights[t - 1] for t in ts):
+        raise UserError(f"--tier_weights={tier_weights!r}: use four integers >= 0 (tiers 1..4), e.g. 2,2,1,1")
+    out = [(f, t) for t in ts for _ in range(weights[t - 1]) for f in fams if not (f == 'calls' and t == 1)]
     if not out:
         raise UserError("the calls family has no tier 1 (a call and a helper's step make 2); add a tier or a family")
     return out
@@ -143,13 +150,13 @@ def sft_example(tok, prog):
 
 
 def prepare(out_dir=HERE, tokenizer='bytes', seed=0, n_programs=60000, families=DEFAULTS['families'], tiers='1,2,3,4',
-            tasks_per_tier=100, train_repair=5000, hide=0.15, overwrite=False):
+            tier_weights='2,2,1,1', tasks_per_tier=100, train_repair=5000, hide=0.15, overwrite=False):
     """Build the world; returns the corpus meta dict (also written to out_dir/meta.json)."""
     if not 0 <= seed < 2**31:
         raise UserError(f'--seed={seed} is out of range: it must be in [0, 2**31 - 1]')
     if n_programs < 1:
         raise UserError(f'--n_programs={n_programs}: it must be at least 1')
-    todo = cells(families, tiers)
+    todo = cells(families, tiers, tier_weights)
     tok = get_tokenizer(tokenizer)
     meta = dict(kind='pretrain', **tokenizer_meta(tok), source='pyworld')
     sft_meta = dict(kind='sft', **tokenizer_meta(tok), source='pyworld')
@@ -181,7 +188,7 @@ def prepare(out_dir=HERE, tokenizer='bytes', seed=0, n_programs=60000, families=
     for split in ('val', 'test'):
         for task in TASKS:
             tasks[f'{split}_{task}'] = [rec for tier in sorted({t for _, t in todo})
-                                        for rec in make_tasks(split, task, tier, [f for f, t in todo if t == tier],
+                                        for rec in make_tasks(split, task, tier, list(dict.fromkeys(f for f, t in todo if t == tier)),
                                                               tasks_per_tier, seed, train_prims)]
     r = random.Random(f'pyworld:{seed}:train_repair')
     tasks['train_repair'] = [rec for i, p in enumerate(progs['train'][:train_repair])
@@ -192,7 +199,7 @@ def prepare(out_dir=HERE, tokenizer='bytes', seed=0, n_programs=60000, families=
     count = lambda items, f: dict(sorted(Counter(map(f, items)).items()))
     sizes = [len(p.text.encode()) for s in progs for p in progs[s]]
     info = dict(source='pyworld', version=world.VERSION, seed=seed, n_programs=n_programs, families=split_list(families),
-                tiers=sorted({t for _, t in todo}), hide=hide, test_frac=world.TEST_FRAC,
+                tiers=sorted({t for _, t in todo}), tier_weights=tier_weights, hide=hide, test_frac=world.TEST_FRAC,
                 programs={s: count(progs[s], lambda p: f'{p.family}/{p.tier}') for s in progs},
                 compositions={s: count({p.key: p for p in progs[s]}.values(), lambda p: str(p.tier)) for s in progs},
                 task_compositions={k: count({t['composition']: t for t in v}.values(), lambda t: str(t['tier']))

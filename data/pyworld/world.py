@@ -30,7 +30,7 @@ from data.common import hash_unit
 VERSION = 1
 FAMILIES = ('list', 'string', 'arith', 'loop', 'calls')
 VAL_FRAC, TEST_FRAC = 0.1, 0.1  # of the compositions, by hash of the key: [0, .1) val, [.1, .2) test
-TARGET_BYTES, MAX_BYTES = 320, 400
+TARGET_BYTES, MAX_BYTES = 256, 400
 HIDE = 'some fixed number'      # how a docstring names a constant that only the asserts reveal
 IND = '    '
 
@@ -54,31 +54,31 @@ def P(code='', k=None, say=(), what='', terse='', tag='', prec=10, need=0, hide=
 LIST_FILTERS = {
     'even': P('{a} % 2 == 0', say=('keep the even numbers', 'drop the odd numbers'), what='even', terse='evens only', tag='evens'),
     'odd': P('{a} % 2 == 1', say=('keep the odd numbers', 'drop the even numbers'), what='odd', terse='odds only', tag='odds'),
-    'pos': P('{a} > 0', say=('keep the positive numbers', 'drop those that are zero or negative'), what='positive', terse='positives only', tag='positives'),
-    'neg': P('{a} < 0', say=('keep the negative numbers', 'drop those that are zero or positive'), what='negative', terse='negatives only', tag='negs'),
-    'gt': P('{a} > {k}', k=(0, 9), say=('keep the numbers greater than {k}', 'keep those above {k}'), what='greater than {k}', terse='those above {k}', tag='large'),
-    'lt': P('{a} < {k}', k=(1, 9), say=('keep the numbers less than {k}', 'keep those below {k}'), what='less than {k}', terse='those below {k}', tag='small'),
-    'mul': P('{a} % {k} == 0', k=(3, 5), say=('keep the multiples of {k}', 'keep those divisible by {k}'), what='divisible by {k}', terse='multiples of {k}', tag='multiples'),
-    'nmul': P('{a} % {k} != 0', k=(3, 5), say=('drop the multiples of {k}', 'keep those not divisible by {k}'), what='not divisible by {k}', terse='no multiples of {k}', tag='nonmultiples'),
+    'pos': P('{a} > 0', say=('keep the positive numbers', 'drop those that are zero or negative'), what='positive', terse='positives only', tag='pos'),
+    'neg': P('{a} < 0', say=('keep the negative numbers', 'drop those that are zero or positive'), what='negative', terse='negatives only', tag='neg'),
+    'gt': P('{a} > {k}', k=(0, 5), say=('keep the numbers greater than {k}', 'keep those above {k}'), what='greater than {k}', terse='those above {k}', tag='large'),
+    'lt': P('{a} < {k}', k=(1, 5), say=('keep the numbers less than {k}', 'keep those below {k}'), what='less than {k}', terse='those below {k}', tag='small'),
+    'mul': P('{a} % {k} == 0', k=(3, 4), say=('keep the multiples of {k}', 'keep those divisible by {k}'), what='divisible by {k}', terse='multiples of {k}', tag='mults'),
+    'nmul': P('{a} % {k} != 0', k=(3, 4), say=('drop the multiples of {k}', 'keep those not divisible by {k}'), what='not divisible by {k}', terse='no multiples of {k}', tag='nonmults'),
 }
 LIST_MAPS = {
     'sq': P('{a} * {a}', prec=7, need=8, say=('square each', 'multiply each by itself'), what='the squares of {}', terse='squared', tag='squares'),
-    'mulk': P('{a} * {k}', k=(2, 5), prec=7, need=7, say=('multiply each by {k}', 'scale each by {k}'), what='{}, each multiplied by {k}', terse='times {k}', tag='scaled'),
-    'addk': P('{a} + {k}', k=(1, 9), prec=6, need=6, say=('add {k} to each', 'increase each by {k}'), what='{}, each increased by {k}', terse='plus {k}', tag='shifted', hide='shift each by ' + HIDE, alt='subk'),
-    'subk': P('{a} - {k}', k=(1, 9), prec=6, need=6, say=('subtract {k} from each', 'decrease each by {k}'), what='{}, each decreased by {k}', terse='minus {k}', tag='lowered', hide='shift each by ' + HIDE, alt='addk'),
+    'mulk': P('{a} * {k}', k=(2, 4), prec=7, need=7, say=('multiply each by {k}', 'scale each by {k}'), what='{}, each multiplied by {k}', terse='times {k}', tag='scaled'),
+    'addk': P('{a} + {k}', k=(1, 5), prec=6, need=6, say=('add {k} to each', 'increase each by {k}'), what='{}, each increased by {k}', terse='plus {k}', tag='shifted', hide='shift each by ' + HIDE, alt='subk'),
+    'subk': P('{a} - {k}', k=(1, 5), prec=6, need=6, say=('subtract {k} from each', 'decrease each by {k}'), what='{}, each decreased by {k}', terse='minus {k}', tag='lowered', hide='shift each by ' + HIDE, alt='addk'),
     'negate': P('-{a}', prec=8, need=8, say=('negate each', 'flip the sign of each'), what='the negatives of {}', terse='negated', tag='negated'),
-    'absv': P('abs({a})', say=('take the absolute value of each', 'drop the sign of each'), what='the absolute values of {}', terse='absolute', tag='magnitudes'),
-    'modk': P('{a} % {k}', k=(2, 7), prec=7, need=7, say=('take each modulo {k}', 'replace each by its remainder modulo {k}'), what='the remainders modulo {k} of {}', terse='mod {k}', tag='remainders'),
+    'absv': P('abs({a})', say=('take the absolute value of each', 'drop the sign of each'), what='the absolute values of {}', terse='absolute', tag='abs'),
+    'modk': P('{a} % {k}', k=(2, 5), prec=7, need=7, say=('take each modulo {k}', 'replace each by its remainder modulo {k}'), what='the remainders modulo {k} of {}', terse='mod {k}', tag='mods'),
     'half': P('{a} // 2', prec=7, need=7, say=('halve each, rounding down', 'floor-divide each by 2'), what='the halves (rounded down) of {}', terse='halved', tag='halves'),
 }
 # finals: post applies to `on`: 'iter' (any iterable), 'list' (a list), 'str' (the joined string);
 # loop = (init, update, result) of a dedicated accumulator, else the loop collects the items
 LIST_FINALS = {
-    'sum': P(post='sum({})', on='iter', loop=('{r} = 0', '{r} += {a}', '{r}'), acc=('total', 's', 'acc'), say=('return their sum', 'add them up'), what='the sum of {}', terse='summed', tag='sum'),
-    'count': P(post='len({})', on='list', loop=('{r} = 0', '{r} += 1', '{r}'), acc=('count', 'cnt', 'c'), say=('return how many there are', 'count them'), what='the number of {}', terse='counted', tag='count'),
+    'sum': P(post='sum({})', on='iter', loop=('{r} = 0', '{r} += {a}', '{r}'), acc=('total', 's'), say=('return their sum', 'add them up'), what='the sum of {}', terse='summed', tag='sum'),
+    'count': P(post='len({})', on='list', loop=('{r} = 0', '{r} += 1', '{r}'), acc=('count', 'c'), say=('return how many there are', 'count them'), what='the number of {}', terse='counted', tag='count'),
     'max': P(post='max({})', on='iter', say=('return the largest', 'return the maximum'), what='the largest of {}', terse='max', tag='max'),
     'min': P(post='min({})', on='iter', say=('return the smallest', 'return the minimum'), what='the smallest of {}', terse='min', tag='min'),
-    'prod': P(post='', on='list', loop=('{r} = 1', '{r} *= {a}', '{r}'), acc=('prod', 'p', 'product'), say=('return their product', 'multiply them together'), what='the product of {}', terse='multiplied together', tag='product'),
+    'prod': P(post='', on='list', loop=('{r} = 1', '{r} *= {a}', '{r}'), acc=('prod', 'p'), say=('return their product', 'multiply them together'), what='the product of {}', terse='multiplied together', tag='prod'),
     'sorted': P(post='sorted({})', on='iter', say=('return them in ascending order', 'sort them'), what='{} in ascending order', terse='sorted', tag='sorted'),
     'list': P(post='{}', on='list', steps=0, say=('return the resulting list', 'return what is left'), what='the list of {}', terse='as a list', tag='list'),
 }
@@ -89,41 +89,41 @@ STR_FILTERS = {
     'digit': P('{a}.isdigit()', say=('keep the digits', 'drop everything that is not a digit'), what='digits', terse='digits only', tag='digits'),
     'upper': P('{a}.isupper()', say=('keep the uppercase letters', 'keep only the capitals'), what='uppercase', terse='capitals only', tag='capitals'),
     'nosp': P("{a} != ' '", say=('drop the spaces', 'remove every space'), what='not spaces', terse='no spaces', tag='nospace'),
-    'notch': P('{a} != {k}', k='aeinorst', say=('remove every {k}', 'drop each {k}'), what='not {k}', terse='without {k}', tag='without', hide='remove every copy of some fixed letter'),
+    'notch': P('{a} != {k}', k='aeost', say=('remove every {k}', 'drop each {k}'), what='not {k}', terse='without {k}', tag='without', hide='remove every copy of some fixed letter'),
 }
 STR_MAPS = {
     'up': P('{a}.upper()', need=10, say=('uppercase each character', 'convert it to upper case'), what='uppercased', terse='uppercased', tag='upper'),
     'low': P('{a}.lower()', need=10, say=('lowercase each character', 'convert it to lower case'), what='lowercased', terse='lowercased', tag='lower'),
     'swap': P('{a}.swapcase()', need=10, say=('swap the case of each character', 'invert the case of each letter'), what='with their case swapped', terse='case swapped', tag='swapped'),
-    'star': P("'*' if {a} == {k} else {a}", k='aeinorst', prec=0, need=5, say=('replace every {k} with a star', "turn each {k} into '*'"), what='with every {k} replaced by a star', terse='{k} starred', tag='starred', hide='replace every copy of some fixed letter with a star'),
-    'next': P('chr(ord({a}) + 1)', say=('replace each character by the next one in Unicode order', 'shift each character up by one code point'), what='each shifted up by one code point', terse='shifted by one', tag='shifted'),
+    'star': P("'*' if {a} == {k} else {a}", k='aeost', prec=0, need=5, say=('replace every {k} with a star', "turn each {k} into '*'"), what='with every {k} replaced by a star', terse='{k} starred', tag='starred', hide='replace every copy of some fixed letter with a star'),
+    'next': P('chr(ord({a}) + 1)', say=('replace each character by the next one in Unicode order', 'shift each character up by one code point'), what='each shifted up by one code point', terse='shifted by one', tag='nextchar'),
 }
 STR_FINALS = {
     'join': P(post='{}', on='str', steps=0, say=('return the resulting string', 'return what is left as a string'), what='the string of {}', terse='joined', tag='string'),
     'rev': P(post='{}[::-1]', on='str', say=('return the result reversed', 'reverse the result'), what='the reverse of the string of {}', terse='reversed', tag='reversed'),
-    'count': P(post='len({})', on='list', loop=('{r} = 0', '{r} += 1', '{r}'), acc=('count', 'n', 'total'), say=('return how many characters remain', 'count what is left'), what='the number of {}', terse='counted', tag='count'),
+    'count': P(post='len({})', on='list', loop=('{r} = 0', '{r} += 1', '{r}'), acc=('count', 'n'), say=('return how many characters remain', 'count what is left'), what='the number of {}', terse='counted', tag='count'),
     'dash': P(post="'-'.join({})", on='iter', say=('join the characters with dashes', "return them joined by '-'"), what='{} joined by dashes', terse='dash-joined', tag='dashed'),
-    'sort': P(post="''.join(sorted({}))", on='iter', say=('return the characters in sorted order', 'sort the characters'), what='the sorted string of {}', terse='sorted', tag='sorted'),
-    'take': P(post='{}[:{k}]', on='str', k=(1, 4), say=('keep only the first {k} characters', 'return the first {k} characters'), what='the first {k} of {}', terse='first {k}', tag='prefix'),
+    'sort': P(post="''.join(sorted({}))", on='iter', say=('return the characters in sorted order', 'sort the characters'), what='the sorted string of {}', terse='sorted', tag='ordered'),
+    'take': P(post='{}[:{k}]', on='str', k=(1, 3), say=('keep only the first {k} characters', 'return the first {k} characters'), what='the first {k} of {}', terse='first {k}', tag='prefix', hide='keep only a fixed number of the first characters'),
 }
 # integer transforms and conditions (arith, the loop family's recurrences and the helpers of calls)
 TRANSFORMS = {
-    'mulk': P('{a} * {k}', k=(2, 5), prec=7, need=7, aug='*= {k}', say=('multiply it by {k}', 'scale it by {k}'), what='{} times {k}', terse='times {k}', tag='times'),
-    'addk': P('{a} + {k}', k=(1, 9), prec=6, need=6, aug='+= {k}', say=('add {k}', 'increase it by {k}'), what='{} plus {k}', terse='plus {k}', tag='plus', hide='shift it by ' + HIDE, alt='subk'),
-    'subk': P('{a} - {k}', k=(1, 9), prec=6, need=6, aug='-= {k}', say=('subtract {k}', 'decrease it by {k}'), what='{} minus {k}', terse='minus {k}', tag='minus', hide='shift it by ' + HIDE, alt='addk'),
+    'mulk': P('{a} * {k}', k=(2, 4), prec=7, need=7, aug='*= {k}', say=('multiply it by {k}', 'scale it by {k}'), what='{} times {k}', terse='times {k}', tag='times'),
+    'addk': P('{a} + {k}', k=(1, 5), prec=6, need=6, aug='+= {k}', say=('add {k}', 'increase it by {k}'), what='{} plus {k}', terse='plus {k}', tag='plus', hide='shift it by ' + HIDE, alt='subk'),
+    'subk': P('{a} - {k}', k=(1, 5), prec=6, need=6, aug='-= {k}', say=('subtract {k}', 'decrease it by {k}'), what='{} minus {k}', terse='minus {k}', tag='minus', hide='shift it by ' + HIDE, alt='addk'),
     'sq': P('{a} * {a}', prec=7, need=8, say=('square it', 'multiply it by itself'), what='the square of {}', terse='squared', tag='squared'),
     'neg': P('-{a}', prec=8, need=8, say=('negate it', 'flip its sign'), what='the negation of {}', terse='negated', tag='negated'),
     'half': P('{a} // 2', prec=7, need=7, aug='//= 2', say=('halve it, rounding down', 'floor-divide it by 2'), what='half of {}, rounded down', terse='halved', tag='halved'),
-    'modk': P('{a} % {k}', k=(2, 9), prec=7, need=7, aug='%= {k}', say=('take it modulo {k}', 'replace it by its remainder modulo {k}'), what='{} modulo {k}', terse='mod {k}', tag='mod'),
+    'modk': P('{a} % {k}', k=(2, 5), prec=7, need=7, aug='%= {k}', say=('take it modulo {k}', 'replace it by its remainder modulo {k}'), what='{} modulo {k}', terse='mod {k}', tag='mod'),
     'abs': P('abs({a})', say=('take its absolute value', 'drop its sign'), what='the absolute value of {}', terse='absolute', tag='abs'),
     'tri': P('3 * {a} + 1', prec=6, need=8, say=('triple it and add 1', 'replace it by three times it plus one'), what='three times {} plus one', terse='tripled plus 1', tag='tri'),
 }
 CONDS = {
     'even': P('{a} % 2 == 0', say=('it is even',), terse='even', adj='even', tag='even'),
     'odd': P('{a} % 2 == 1', say=('it is odd',), terse='odd', adj='odd', tag='odd'),
-    'div': P('{a} % {k} == 0', k=(3, 7), say=('it is divisible by {k}', 'it is a multiple of {k}'), terse='divisible by {k}', adj='divisible by {k}', tag='div'),
-    'gt': P('{a} > {k}', k=(0, 15), say=('it is greater than {k}', 'it exceeds {k}'), terse='above {k}', adj='greater than {k}', tag='big'),
-    'lt': P('{a} < {k}', k=(0, 15), say=('it is less than {k}', 'it is below {k}'), terse='below {k}', adj='less than {k}', tag='small'),
+    'div': P('{a} % {k} == 0', k=(3, 5), say=('it is divisible by {k}', 'it is a multiple of {k}'), terse='divisible by {k}', adj='divisible by {k}', tag='div'),
+    'gt': P('{a} > {k}', k=(0, 10), say=('it is greater than {k}', 'it exceeds {k}'), terse='above {k}', adj='greater than {k}', tag='big'),
+    'lt': P('{a} < {k}', k=(0, 10), say=('it is less than {k}', 'it is below {k}'), terse='below {k}', adj='less than {k}', tag='small'),
     'neg': P('{a} < 0', say=('it is negative', 'it is below zero'), terse='negative', adj='negative', tag='neg'),
 }
 # the loop family: updates of an accumulator {r} by the element {x}; prev: needs the previous element
@@ -131,25 +131,25 @@ UPDATES = {
     'add': P(forms=('{r} += {x}', '{r} = {r} + {x}'), say=('add {x}',), terse='add it', tag='add'),
     'addsq': P(forms=('{r} += {x} * {x}', '{r} = {r} + {x} ** 2'), say=('add the square of {x}', 'add {x} squared'), terse='add its square', tag='addsq'),
     'sub': P(forms=('{r} -= {x}', '{r} = {r} - {x}'), say=('subtract {x}',), terse='subtract it', tag='sub'),
-    'horner': P(forms=('{r} = {r} * {k} + {x}',), k=(2, 10), say=('multiply the total by {k} and add {x}',), terse='times {k} plus it', tag='horner'),
+    'horner': P(forms=('{r} = {r} * {k} + {x}',), k=(2, 5), say=('multiply the total by {k} and add {x}',), terse='times {k} plus it', tag='horner'),
     'max': P(forms=('{r} = max({r}, {x})', 'if {x} > {r}:\n    {r} = {x}'), say=('replace the total by {x} if {x} is larger', 'keep the larger of the total and {x}'), terse='keep the max', tag='max'),
     'min': P(forms=('{r} = min({r}, {x})', 'if {x} < {r}:\n    {r} = {x}'), say=('replace the total by {x} if {x} is smaller', 'keep the smaller of the total and {x}'), terse='keep the min', tag='min'),
     'alt': P(forms=('{r} = {x} - {r}',), say=('replace the total by {x} minus the total',), terse='it minus the total', tag='alt'),
-    'cntgt': P(forms=('if {x} > {k}:\n    {r} += 1',), k=(0, 9), say=('add 1 if {x} is greater than {k}',), terse='count it if above {k}', tag='cnt'),
+    'cntgt': P(forms=('if {x} > {k}:\n    {r} += 1',), k=(0, 5), say=('add 1 if {x} is greater than {k}',), terse='count it if above {k}', tag='cnt'),
     'dbl': P(forms=('{r} *= 2', '{r} = 2 * {r}'), say=('double the total',), terse='double', tag='dbl'),
-    'modk': P(forms=('{r} %= {k}', '{r} = {r} % {k}'), k=(5, 20), say=('take the total modulo {k}',), terse='mod {k}', tag='mod'),
+    'modk': P(forms=('{r} %= {k}', '{r} = {r} % {k}'), k=(5, 10), say=('take the total modulo {k}',), terse='mod {k}', tag='mod'),
     'rise': P(forms=('if {x} > {p}:\n    {r} += 1',), prev=True, say=('add 1 if {x} is greater than the number before it',), terse='count a rise', tag='rise'),
     'jump': P(forms=('{r} += abs({x} - {p})',), prev=True, say=('add the distance between {x} and the number before it',), terse='add the jump', tag='jump'),
 }
 SOURCES = {  # the loop family's first op: what it iterates over, from which start value
-    'over': P(k=(0, 5), say=('Start at {k}; for each {x} in {arg}: ',), terse='total {k}; for {x} in {arg}: ', tag='over'),
-    'digits': P(k=(0, 5), say=('Start at {k}; for each digit {x} of {arg}: ',), terse='total {k}; per digit {x} of {arg}: ', tag='digits'),
-    'times': P(say=('Repeat {m} times on {arg}: ',), terse='{arg}, {m} times: ', tag='times'),
+    'over': P(k=(0, 3), say=('Start at {k}; for each {x} in {arg}: ',), terse='total {k}; for {x} in {arg}: ', tag='over'),
+    'digits': P(k=(0, 3), say=('Start at {k}; for each digit {x} of {arg}: ',), terse='total {k}; per digit {x} of {arg}: ', tag='digits'),
+    'times': P(say=('Repeat {m} times on {arg}: ',), terse='{arg}, {m} times: ', tag='repeat'),
 }
 FIB = P(say=('replace ({arg}, b) by (b, {arg} + b), b starting at 1',), terse='fibonacci step', tag='fib')
 TIMES_OPS = [t for t in TRANSFORMS if t != 'sq']  # repeated squaring outgrows any assert
 PATTERNS = {  # the calls family: how the main function uses its helpers h, h2 (int -> int) and g (a test)
-    'sum': P(roles='h', say='Return the sum of {h}({x}) for {x} in {arg}', tag='sum'),
+    'sum': P(roles='h', say='Return the sum of {h}({x}) for {x} in {arg}', tag='sum_via'),
     'map': P(roles='h', say='Return the list of {h}({x}) for {x} in {arg}', tag='map'),
     'count': P(roles='g', say='Return how many {x} in {arg} satisfy {g}({x})', tag='count'),
     'filter': P(roles='g', say='Return the list of the {x} in {arg} with {g}({x}) true', tag='filter'),
@@ -159,15 +159,15 @@ PATTERNS = {  # the calls family: how the main function uses its helpers h, h2 (
 }
 
 # names: each program draws its own, distinct ones
-LIST_ARGS = ('xs', 'nums', 'values', 'items', 'data', 'arr', 'seq', 'numbers', 'lst')
-ELEMS = ('x', 'n', 'v', 'y', 'e', 'num', 'item', 'val')
-TMPS = ('ys', 'kept', 'vals', 'tmp', 'rest', 'zs', 'out', 'res', 'sel')
-STR_ARGS = ('s', 'text', 'word', 'line', 'name', 'string', 'msg')
-CHARS = ('c', 'ch', 'char', 'letter', 'x')
-INT_ARGS = ('n', 'x', 'num', 'value', 'k', 'm', 'a')
-HELPERS = ('step', 'h', 'f', 'adjust', 'score', 'weight', 'fix', 'scale', 'move')
-TESTS = ('ok', 'keep', 'good', 'wanted', 'check', 'valid', 'accept', 'is_ok')
-VERBS = dict(list='reduce', string='rewrite', arith='compute', loop='accumulate', calls='apply')
+LIST_ARGS = ('xs', 'nums', 'values')
+ELEMS = ('x', 'n', 'v', 'y')
+TMPS = ('ys', 'kept', 'tmp')
+STR_ARGS = ('s', 'text', 'word')
+CHARS = ('c', 'ch', 'x')
+INT_ARGS = ('n', 'x', 'k')
+HELPERS = ('step', 'h', 'adjust')
+TESTS = ('ok', 'keep', 'good')
+VERBS = dict(list='agg', string='fmt', arith='calc', loop='fold', calls='run')
 CHAR_POOL = 'abcdefghijklmnopqrstuvwxyz' * 2 + 'aeiou' * 2 + 'ABDEHLOT' * 2 + '0123456789' * 2 + ' ' * 6
 
 
@@ -237,15 +237,15 @@ def phrase(p, r, k, hidden, literal, kind='say', **names):
 
 
 def style_of(tier, r):
-    """The docstring's wording: literal steps at tier 1, varied steps at 2, more often a noun phrase or terse above."""
-    return ('literal', 'steps', r.choice(('what', 'steps', 'terse')), r.choice(('what', 'terse')))[min(tier, 4) - 1]
+    """The docstring's wording: literal steps at tiers 1-2; varied steps, a noun phrase or terse at 3; the last two at 4."""
+    return ('literal', 'literal', r.choice(('what', 'steps', 'terse')), r.choice(('what', 'terse')))[min(tier, 4) - 1]
 
 
-def func_name(prog, tags, joiner):
-    """Literal at tiers 1-2 ('sum_of_squares_of_evens'), plainer at 3, opaque at 4; one name per composition."""
+def func_name(prog, tags):
+    """The composition's parts ('sum_squares_evens') at tiers 1-3, opaque at 4; one name per composition."""
     if prog.tier >= 4:
         return f'{VERBS[prog.family]}_{hashlib.sha256(prog.key.encode()).hexdigest()[:6]}'
-    name = (joiner if prog.tier < 3 else '_').join(t for t in tags if t)
+    name = '_'.join(t for t in tags if t)
     name = name if '_' in name else f'{name}_{prog.family}'
     assert name.isidentifier() and not keyword.iskeyword(name), name
     return name
@@ -322,7 +322,7 @@ def render_pipeline(prog, r):
     used = set()
     arg = pick(r, STR_ARGS if strings else LIST_ARGS, used)
     v = pick(r, CHARS if strings else ELEMS, used)
-    form = r.choice(('loop', 'comp', 'builtin'))
+    form = r.choice(('comp', 'comp', 'loop', 'builtin'))
     cond = lambda idx, var: ' and '.join(F[stages[i]]['code'].format(a=var, k=ktext(k(i))) for i in idx)
 
     def expr(idx, var):
@@ -343,10 +343,10 @@ def render_pipeline(prog, r):
             acc = pick(r, fin['acc'], used)
             init, upd, ret = (t.format(r=acc, a='{a}') for t in fin['loop'])
         elif final == 'rev' and r.random() < 0.5:  # prepend instead of reversing at the end
-            acc = pick(r, ('out', 'res', 'result'), used)
+            acc = pick(r, ('out', 'res'), used)
             init, upd, ret = f"{acc} = ''", f'{acc} = {{a}} + {acc}', acc
         else:
-            acc = pick(r, ('out', 'res', 'result', 'acc'), used)
+            acc = pick(r, ('out', 'res'), used)
             init = f"{acc} = ''" if strings else f'{acc} = []'
             upd = f'{acc} += {{a}}' if strings else f'{acc}.append({{a}})'
             ret = post(acc)
@@ -405,7 +405,7 @@ def render_pipeline(prog, r):
                 e = f"''.join({e})"
             out.add(f'return {post(e)}', tags | {fi})
     tags = [{**F, **M, **R}[o]['tag'] for o in prog.ops][::-1]
-    return func_name(prog, tags, '_of_'), [arg], pipeline_doc(prog, r, arg, F, M, R), out
+    return func_name(prog, tags), [arg], pipeline_doc(prog, r, arg, F, M, R), out
 
 
 def pipeline_doc(prog, r, arg, F, M, R):
@@ -414,7 +414,8 @@ def pipeline_doc(prog, r, arg, F, M, R):
     style = style_of(prog.tier, r)
     kk = lambda i: HIDE if i == prog.hidden else ktext(prog.consts[i][0])
     in_order = all(o in F for o in stages[:len([s for s in stages if s in F])])  # filters, then maps
-    if style == 'what' and in_order and (strings or sum(o in M for o in stages) <= 1):
+    hides_op = prog.hidden >= 0 and {**F, **M, **R}[prog.ops[prog.hidden]]['hide']  # only 'say' and 'terse' hide it
+    if style == 'what' and in_order and not hides_op and (strings or sum(o in M for o in stages) <= 1):
         adj = [(F[o]['what'].format(k=kk(i))) for i, o in enumerate(stages) if o in F]
         if strings:
             np_ = f'the characters of {arg}' + (f' that are {" and ".join(adj)}' if adj else '')
@@ -497,12 +498,13 @@ def render_arith(prog, r):
     idx = range(len(prog.ops))
     if prog.tier == 1:
         p = TRANSFORMS[prog.ops[0]]
-        doc = 'Return ' + p['what'].format(var, k=HIDE if prog.hidden == 0 else ktext(prog.consts[0][0])) + '.'
+        doc = (f'Take {var}; {p["hide"]}. Return the result.' if prog.hidden == 0 and p['hide'] else
+               'Return ' + p['what'].format(var, k=HIDE if prog.hidden == 0 else ktext(prog.consts[0][0])) + '.')
     elif style in ('terse', 'what'):
         doc = f'{var}: ' + '; '.join(op_say(prog, r, i, style) for i in idx) + '.'
     else:
         doc = f'Take {var}; ' + '; '.join(op_say(prog, r, i, style) for i in idx) + '. Return the result.'
-    return func_name(prog, [int_tag(o) for o in prog.ops], '_then_'), [var], doc, int_body(prog, r, var, idx)
+    return func_name(prog, [int_tag(o) for o in prog.ops]), [var], doc, int_body(prog, r, var, idx)
 
 
 # --- loop: an accumulator over a list or the digits of a number, or a recurrence repeated n times
@@ -513,7 +515,7 @@ def render_loop(prog, r):
     kind = 'terse' if style in ('terse', 'what') else 'say'
     out = Lines()
     if src == 'times':
-        var, m = pick(r, ('a', 'x', 'v', 'cur'), used), pick(r, ('n', 'steps', 'times', 'k'), used)
+        var, m = pick(r, ('a', 'x'), used), pick(r, ('n', 'k'), used)
         if 'fib' in prog.ops:
             out.add('b = 1', {prog.ops.index('fib')})
         out.add(f'for _ in range({m}):', {0})
@@ -526,11 +528,11 @@ def render_loop(prog, r):
         steps = [phrase(FIB, r, None, False, True, kind, arg=var) if o == 'fib' else op_say(prog, r, i, style)
                  for i, o in enumerate(prog.ops[1:], 1)]
         doc = phrase(SOURCES[src], r, None, False, True, kind, arg=var, m=m) + '; '.join(steps) + '.'
-        tags = ['times'] + ['fib' if o == 'fib' else int_tag(o) for o in prog.ops[1:]]
-        return func_name(prog, tags, '_then_'), [var, m], doc[:-1] + ('.' if kind == 'terse' else f'; return {var}.'), out
-    arg = pick(r, LIST_ARGS if src == 'over' else ('n', 'num', 'value', 'k'), used)
-    acc, x = pick(r, ('total', 'acc', 'result', 'r', 's'), used), pick(r, ELEMS, used)
-    prev = pick(r, ('prev', 'last', 'before'), used) if any(UPDATES[o].get('prev') for o in prog.ops[1:]) else None
+        tags = ['repeat'] + ['fib' if o == 'fib' else int_tag(o) for o in prog.ops[1:]]
+        return func_name(prog, tags), [var, m], doc[:-1] + ('.' if kind == 'terse' else f'; return {var}.'), out
+    arg = pick(r, LIST_ARGS if src == 'over' else ('n', 'num'), used)
+    acc, x = pick(r, ('total', 'acc'), used), pick(r, ELEMS, used)
+    prev = pick(r, ('prev', 'last'), used) if any(UPDATES[o].get('prev') for o in prog.ops[1:]) else None
     out.add(f'{acc} = {prog.consts[0][0]}', {0})
     if prev:
         out.add(f'{prev} = {arg}[0]')
@@ -539,7 +541,7 @@ def render_loop(prog, r):
     elif r.random() < 0.5:
         out.add(f'for {x} in map(int, str({arg})):', {0})
     else:
-        d = pick(r, ('d', 'ch', 'digit'), used)
+        d = pick(r, ('d', 'ch'), used)
         out.add(f'for {d} in str({arg}):\n{IND}{x} = int({d})', {0})
     for i, o in enumerate(prog.ops[1:], 1):
         out.add(r.choice(UPDATES[o]['forms']).format(r=acc, x=x, p=prev, k=ktext(prog.consts[i][0])), {i}, 1)
@@ -550,7 +552,7 @@ def render_loop(prog, r):
     steps = [phrase(UPDATES[o], r, prog.consts[i][0], prog.hidden == i, style == 'literal', kind, x=x)
              for i, o in enumerate(prog.ops[1:], 1)]
     doc = head + '; '.join(steps) + ('.' if kind == 'terse' else '; return the total.')
-    return func_name(prog, [src] + [UPDATES[o]['tag'] for o in prog.ops[1:]], '_then_'), [arg], doc, out
+    return func_name(prog, [src] + [UPDATES[o]['tag'] for o in prog.ops[1:]]), [arg], doc, out
 
 
 # --- calls: the main function uses helpers defined below it, h / h2 (int -> int) and g (a test)
@@ -562,7 +564,7 @@ def render_calls(prog, r):
     x = pick(r, ELEMS, used)
     h, h2, g = pick(r, HELPERS, used), pick(r, HELPERS, used), pick(r, TESTS, used)
     style = style_of(prog.tier, r)
-    form = r.choice(('comp', 'builtin', 'loop'))
+    form = r.choice(('comp', 'comp', 'builtin', 'loop'))
     loop = {'sum': f'total = 0\nfor {x} in {arg}:\n{IND}total += {h}({x})\nreturn total',
             'map': f'out = []\nfor {x} in {arg}:\n{IND}out.append({h}({x}))\nreturn out',
             'count': f'count = 0\nfor {x} in {arg}:\n{IND}if {g}({x}):\n{IND * 2}count += 1\nreturn count',
@@ -598,9 +600,9 @@ def render_calls(prog, r):
         adj = [phrase(CONDS[atoms(prog.ops[i])[0]], r, prog.consts[i][0], i == prog.hidden, True, 'adj') for i in idx]
         parts.append(f'{g}({y}): {y} is ' + ' and '.join(adj))
     doc = PATTERNS[pat]['say'].format(h=h, h2=h2, g=g, x=x, arg=arg) + '. ' + '. '.join(parts) + '.'
-    tags = [pat] + [('if_' if role(o) == 'g' else 'then_' if role(o) == 'h2' else '') +
+    tags = [PATTERNS[pat]['tag']] + [('if_' if role(o) == 'g' else 'then_' if role(o) == 'h2' else '') +
                     (CONDS[atoms(o)[0]]['tag'] if role(o) == 'g' else int_tag(o.split('.', 1)[1])) for o in prog.ops[1:]]
-    return func_name(prog, tags, '_'), [arg], doc, out
+    return func_name(prog, tags), [arg], doc, out
 
 
 RENDER = dict(list=render_pipeline, string=render_pipeline, arith=render_arith, loop=render_loop, calls=render_calls)
@@ -687,9 +689,9 @@ def draw_consts(r, family, ops):
 
 
 def draw_input(r, family, ops):
-    ints = lambda: [r.randint(-9, 20) for _ in range(r.randint(3, 5))]
+    ints = lambda: [r.randint(-9, 20) for _ in range(r.randint(3, 4))]
     if family == 'string':
-        return (''.join(r.choice(CHAR_POOL) for _ in range(r.randint(3, 8))).strip() or 'a',)
+        return (''.join(r.choice(CHAR_POOL) for _ in range(r.randint(3, 6))).strip() or 'a',)
     if family == 'arith' or (family == 'calls' and PATTERNS[ops[0]].get('int')):
         return (r.randint(-10, 30),)
     if family == 'loop' and ops[0] == 'digits':
@@ -794,8 +796,8 @@ def draw_tests(prog, r, without=None, pool=12):
             if x[3] | y[3] | z[3] == full and len({x[2], y[2], z[2]}) >= 2:
                 prog.inputs, prog.outputs = [x[0], y[0], z[0]], [x[1], y[1], z[1]]
                 return prog
-        if len(seen) == pool:
-            break
+        if len(seen) == pool or (len(seen) >= 6 and functools.reduce(int.__or__, (x[3] for x in seen)) != full):
+            break  # (an op that changed no output on six inputs likely never does)
     return None
 
 
@@ -820,7 +822,7 @@ def generate(r, family, tier, splits=None, hide=0.15, failed=None):
             failed[ops] += 1
             continue
         size = len(prog.text.encode())
-        for _ in range(3):  # another name, form or wording may fit the target size
+        for _ in range(2):  # another name, form or wording may fit the target size
             if size <= TARGET_BYTES:
                 break
             other = render(Program(family, ops, consts, hidden, r.getrandbits(32)))
@@ -849,10 +851,13 @@ def variables(prog):
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
-        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.List, ast.ListComp, ast.Call, ast.Constant)):
-            if not isinstance(node.value, ast.Constant) or isinstance(node.value.value, str):
-                if not (isinstance(node.value, ast.Call) and getattr(node.value.func, 'id', '') not in ('list', 'filter', 'map', 'sorted')):
-                    seqs |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and getattr(node.iter, 'func', None) \
+                and getattr(node.iter.func, 'id', '') == 'str':  # the digits of a number, as characters
+            seqs.add(node.target.id)
+        v = getattr(node, 'value', None)
+        if isinstance(node, ast.Assign) and (isinstance(v, (ast.List, ast.ListComp)) or isinstance(getattr(v, 'value', 0), str)
+                                             or getattr(getattr(v, 'func', None), 'id', '') in ('list', 'filter', 'map', 'sorted')):
+            seqs |= {t.id for t in node.targets if isinstance(t, ast.Name)}
     names -= {'_'}
     return sorted(names - seqs), seqs
 
