@@ -7,8 +7,8 @@ one primitive, or a branch 'cond?then' / 'cond?then:else' (2 and 3 steps); in th
 after the first belong to a helper ('h.', 'h2.' or 'g.'). The key 'list:even>sq>sum' decides the
 split (a hash, independent of the seed) and the tier is the number of steps. Constants (keep the
 multiples of k, add k) are drawn per program. Every cosmetic choice (names, surface form, wording)
-comes from one per-program seed `rs`, so render() is a pure function of the spec: a program can be
-re-rendered with other constants, which is how an infill hole is checked to be pinned by the asserts.
+comes from one per-program seed `rs`: render() is a pure function of the spec, and every rendering of
+a composition with its constants computes the same function (the tests are drawn on one of them).
 """
 import ast
 import hashlib
@@ -753,28 +753,29 @@ def variant(family, ops, consts):
     return compiled(render(Program(family, ops, consts)))
 
 
-def ablations(prog):
-    """The program without each of its droppable ops (not a final, pattern or source, nor a helper's last op)."""
+def ablations(family, ops, consts):
+    """The composition without each of its droppable ops (not a final, pattern or source, nor a helper's last op)."""
     out = []
-    for i, op in enumerate(prog.ops):
-        rest = tuple(o for j, o in enumerate(prog.ops) if j != i)
-        if (prog.family in ('list', 'string') and i == len(prog.ops) - 1) or i == 0 and prog.family in ('loop', 'calls') \
-                or len(rest) == 0 or (prog.family == 'loop' and len(rest) == 1) \
-                or (prog.family == 'calls' and not any(role(o) == role(op) for o in rest)):
+    for i, op in enumerate(ops):
+        rest = tuple(o for j, o in enumerate(ops) if j != i)
+        if (family in ('list', 'string') and i == len(ops) - 1) or i == 0 and family in ('loop', 'calls') \
+                or len(rest) == 0 or (family == 'loop' and len(rest) == 1) \
+                or (family == 'calls' and not any(role(o) == role(op) for o in rest)):
             continue
-        out.append(variant(prog.family, rest, prog.consts[:i] + prog.consts[i + 1:]))
+        out.append(variant(family, rest, consts[:i] + consts[i + 1:]))
     return out
 
 
-def draw_tests(prog, r, without=None, pool=12):
-    """Three distinct inputs (of `pool` drawn) on which the function runs and gives at least two distinct
-    short outputs, and on which dropping any one op would change an output: every step is tested."""
-    f, without = compiled(prog), ablations(prog) if without is None else without
+def draw_tests(r, family, ops, consts, pool=12):
+    """(inputs, outputs): three distinct inputs (of `pool` drawn) on which the function runs and gives at
+    least two distinct short outputs, and on which dropping any one op would change an output (every
+    step is tested); None if there are none."""
+    f, without = variant(family, ops, consts), ablations(family, ops, consts)
     call = lambda fn, a: fn(*[list(x) if isinstance(x, list) else x for x in a])
     full = (1 << len(without)) - 1
     seen = []  # (input, output, its repr, bit j set: dropping ablation j changes this output)
     for _ in range(pool * 3):
-        a = draw_input(r, prog.family, prog.ops)
+        a = draw_input(r, family, ops)
         if any(a == x[0] for x in seen):
             continue
         try:
@@ -794,8 +795,7 @@ def draw_tests(prog, r, without=None, pool=12):
         for x, y in itertools.combinations(seen[:-1], 2):  # the trios with the new input
             z = seen[-1]
             if x[3] | y[3] | z[3] == full and len({x[2], y[2], z[2]}) >= 2:
-                prog.inputs, prog.outputs = [x[0], y[0], z[0]], [x[1], y[1], z[1]]
-                return prog
+                return [x[0], y[0], z[0]], [x[1], y[1], z[1]]
         if len(seen) == pool or (len(seen) >= 6 and functools.reduce(int.__or__, (x[3] for x in seen)) != full):
             break  # (an op that changed no output on six inputs likely never does)
     return None
@@ -804,7 +804,8 @@ def draw_tests(prog, r, without=None, pool=12):
 def generate(r, family, tier, splits=None, hide=0.15, failed=None):
     """A program of this family and tier whose composition is in one of `splits` (None: any), or None.
     hide: the chance that the docstring leaves an op's constants to the asserts ('always' / 0: never).
-    failed: a Counter of the compositions that found no tests, skipped after 3 (kept by the caller)."""
+    failed: a Counter of the compositions that found no tests, skipped after 3 (kept by the caller).
+    The tests are drawn on one rendering of the composition; every rendering computes the same."""
     failed = Counter() if failed is None else failed
     for _ in range(200):
         ops = draw_ops(r, family, tier)
@@ -817,20 +818,19 @@ def generate(r, family, tier, splits=None, hide=0.15, failed=None):
             hidden = r.choice(with_k)
         elif hide == 'always':
             continue
-        prog = render(Program(family, ops, consts, hidden, r.getrandbits(32)))
-        if draw_tests(prog, r) is None:
+        tests = draw_tests(r, family, ops, consts)
+        if tests is None:
             failed[ops] += 1
             continue
-        size = len(prog.text.encode())
+        best, size = None, MAX_BYTES + 1
         for _ in range(2):  # another name, form or wording may fit the target size
+            prog = render(Program(family, ops, consts, hidden, r.getrandbits(32), inputs=tests[0], outputs=tests[1]))
+            if len(prog.text.encode()) < size:
+                best, size = prog, len(prog.text.encode())
             if size <= TARGET_BYTES:
                 break
-            other = render(Program(family, ops, consts, hidden, r.getrandbits(32)))
-            other.inputs, other.outputs = prog.inputs, prog.outputs
-            if len(other.text.encode()) < size:
-                prog, size = other, len(other.text.encode())
-        if size <= MAX_BYTES:
-            return prog
+        if best is not None:
+            return best
     return None
 
 
