@@ -156,7 +156,7 @@ def test_bad_input_is_one_line_and_loses_nothing(tmp_path):
     for args, match in ((['--families=list,foo'], "unknown family 'foo'; use a comma-separated subset of list"),
                         (['--n_programs=0'], r'n_programs=0 is out of range'), (['--seed=-1'], 'seed=-1 is out of range'),
                         ([f'--seed={2**31}'], 'is out of range'), (['--tiers=1,5'], 'tiers'),
-                        (['--families=calls', '--tiers=1'], 'no tier 1')):
+                        (['--families=calls', '--tiers=1'], 'no tier 1'), (['--tier_weights=1,1'], 'four integers')):
         with pytest.raises(UserError, match=match):
             main([*args, f'--out_dir={tmp_path / "new"}'])
     assert not (tmp_path / 'new').exists()
