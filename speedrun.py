@@ -20,7 +20,7 @@ After each stage: wall time, tokens, val bits/byte (from its log.jsonl), infill 
 held-out stdlib code (eval.py --task=infill: edit similarity and the hole's bits/byte; the AR model
 sees the prefix only), one short sample; for the SFT model also HumanEval (and MBPP) pass@1 in
 eval.py's sandbox. Everything lands in <run_dir>/report.md, report.json and loss.png.
---world runs the recipe on the small world (data/pyworld, 16 x 256 tokens per iteration) and measures,
+--world runs the recipe on the small world (data/pyworld, 8 x 512 tokens per iteration) and measures,
 after each stage, pass@1 on held-out compositions: write (the SFT model with its chat prompt) and infill.
 """
 import importlib.util
@@ -62,7 +62,7 @@ STAGES = [
 NAMES = [st['name'] for st in STAGES]
 EVALS = dict(n_infill=(100, 20), n_humaneval=(164, 10), n_mbpp=(0, 10), n_world=(50, 10))  # (full, --quick); 0 = all
 WORLD = dict(dataset='pyworld', sft_dataset='data/pyworld/sft', gen_length=192)  # --world's defaults
-WORLD_KEYS = dict(seq_len=256, batch_size=16)  # its pre-training stages: 16 x 256 tokens (config/world_ar.py)
+WORLD_KEYS = dict(seq_len=512, batch_size=8)  # its pre-training stages: 8 x 512 tokens (config/world_ar.py)
 
 DEFAULTS = dict(
     run_dir='out-speedrun',     # one train.py out_dir per stage under it, and the report card

@@ -180,16 +180,15 @@ def rng(*keys):
 
 def open_dataset(cfg, auto_prepare):
     path = cfg.dataset if os.sep in cfg.dataset else os.path.join(REPO, 'data', cfg.dataset)  # a name, or a path with a /
-    builtin = cfg.dataset in ('pycode', 'pycode_sft')
+    builtin = cfg.dataset in ('pycode', 'pycode_sft', 'pyworld')
     prep = f"python -m data.{cfg.dataset}.prepare" if builtin else ("python -m data.pycode.prepare --out_dir=... "
                                                                      "(data/pycode/prepare.py), or data.prepare_custom")
     if not os.path.isfile(os.path.join(path, 'meta.json')):
         if not (builtin and auto_prepare):
             raise UserError(f"no dataset at {path} (missing meta.json); prepare it first: {prep}")
         print(f"preparing {path} (byte tokenizer), once")
-        from data.pycode.prepare import prepare
-        from data.pycode_sft.prepare import prepare as prepare_sft
-        (prepare if cfg.dataset == 'pycode' else prepare_sft)(out_dir=path)
+        import importlib
+        importlib.import_module(f'data.{cfg.dataset}.prepare').prepare(out_dir=path)
     meta = load_meta(path)
     sft = meta.get('kind') == 'sft'
     if sft != (cfg.objective == 'sft'):

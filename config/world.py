@@ -4,7 +4,7 @@
 out_dir = 'out-world'
 dataset = 'pyworld'
 objective = 'mdm'
-seq_len = 256
-batch_size = 16
+seq_len = 512
+batch_size = 8
 eval_interval = 250
 sample_interval = 0

@@ -378,6 +378,27 @@ def write_corpus(docs, out_dir, tok, val_frac=0.03, info=None, total=None, desc=
     return meta
 
 
+def write_sft(out_dir, meta, examples, overwrite=False):
+    """Write an SFT set: examples = {'train': [(record, ids, prompt_len)], 'val': [...]} becomes per split
+    {split}.jsonl (the records), {split}.bin (flat ids) and {split}_index.npy ((N, 3) int64 rows offset,
+    prompt_len, total_len), then meta.json with {split}_examples and {split}_tokens added. Returns meta."""
+    dtype = np.dtype(meta['dtype'])
+    with Staging(out_dir, meta, overwrite) as st:
+        for split in ('train', 'val'):
+            ex = examples[split]
+            lens = np.array([len(ids) for _, ids, _ in ex], dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)[:len(ex)]
+            index = np.stack([offsets, np.array([p for _, _, p in ex], dtype=np.int64), lens], axis=1)
+            np.concatenate([np.asarray(ids, dtype=dtype) for _, ids, _ in ex] or [np.zeros(0, dtype)]).tofile(st.path(f'{split}.bin'))
+            with open(st.path(f'{split}_index.npy'), 'wb') as f:
+                np.save(f, index)
+            st.write_text(f'{split}.jsonl', ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r, _, _ in ex))
+            meta.update({f'{split}_examples': len(ex), f'{split}_tokens': int(lens.sum())})
+        st.write_text('meta.json', json.dumps(meta, indent=2) + '\n')
+        st.commit()
+    return meta
+
+
 # -----------------------------------------------------------------------------
 # reading back (train.py)
 

@@ -1,6 +1,6 @@
 """
 (h) The small world (data/pyworld): every arm at equal compute, on every tier, seen and held-out
-compositions apart. Each arm spends 2,500 iterations of 16 x 256 byte tokens (block arms: batch 8, whose
+compositions apart. Each arm spends 2,500 iterations of 8 x 512 byte tokens (block arms: batch 4, whose
 [x_t ; x_0] layout doubles the forward tokens), the AR iterations of an adapted arm's source included:
 
   ar          AR, next-token loss                    config/world_ar.py

@@ -19,20 +19,18 @@ length <= --max_len tokens, one copy of each distinct response. Split by source 
 its relative path), so no file contributes to both splits. The stdlib's tests are skipped.
 """
 import ast
-import json
 import os
 import sys
 import textwrap
 
-import numpy as np
 from tqdm import tqdm
 
 if not __package__:  # typed by path (python data/pycode_sft/prepare.py): import from the repository root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from lib.cli import UserError, run_cli
-from data.common import (Staging, check_dataset_dir, check_val_frac, get_tokenizer, hash_unit, read_source, run_prepare,
-                         split_list, tokenizer_meta)
+from data.common import (check_dataset_dir, check_val_frac, get_tokenizer, hash_unit, read_source, run_prepare, split_list,
+                         tokenizer_meta, write_sft)
 from data.pycode.prepare import find_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -156,23 +154,11 @@ def prepare(roots=(), out_dir=HERE, tokenizer='bytes', stdlib=True, skip_tests=T
         val = {min(by_file, key=u.get)}
     if len(val) == len(by_file):
         val.remove(max(by_file, key=u.get))
-    dtype = np.dtype(meta['dtype'])
-    with Staging(out_dir, meta, overwrite) as st:
-        for split in ('train', 'val'):
-            examples = [ex for rel in sorted(by_file) if (rel in val) == (split == 'val') for ex in by_file[rel]]
-            lens = np.array([len(ids) for _, ids, _ in examples], dtype=np.int64)
-            offsets = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-            index = np.stack([offsets, np.array([p for _, _, p in examples], dtype=np.int64), lens], axis=1)
-            np.concatenate([np.asarray(ids, dtype=dtype) for _, ids, _ in examples]).tofile(st.path(f'{split}.bin'))
-            with open(st.path(f'{split}_index.npy'), 'wb') as f:
-                np.save(f, index)
-            st.write_text(f'{split}.jsonl', ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r, _, _ in examples))
-            meta.update({f'{split}_examples': len(examples), f'{split}_tokens': int(lens.sum()),
-                         f'{split}_files': sum((rel in val) == (split == 'val') for rel in by_file)})
-        meta.update(methods=methods, fence=fence, skipped=stats)
-        st.write_text('meta.json', json.dumps(meta, indent=2) + '\n')
-        st.commit()
-    return meta
+    examples = {split: [ex for rel in sorted(by_file) if (rel in val) == (split == 'val') for ex in by_file[rel]]
+                for split in ('train', 'val')}
+    meta.update({f'{split}_files': sum((rel in val) == (split == 'val') for rel in by_file) for split in ('train', 'val')})
+    meta.update(methods=methods, fence=fence, skipped=stats)
+    return write_sft(out_dir, meta, examples, overwrite)
 
 
 def main(argv):
