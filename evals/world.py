@@ -36,12 +36,13 @@ SPLITS = ('train', 'val', 'test')
 
 
 def world_dir(cfg, train_cfg):
-    """--data_path, else the dataset the model was trained on when it is a world, else data/pyworld."""
+    """--data_path; else the world the model was trained on (its corpus, or the sft/ inside it); else data/pyworld."""
     from evals.tasks import dataset_dir
-    path = dataset_dir(dict(cfg, data_path=cfg['data_path'] or ''), train_cfg)
-    if not os.path.isdir(os.path.join(path, 'tasks')):  # an SFT set lives in the world's sft/
-        up = os.path.dirname(os.path.normpath(path))
-        path = up if os.path.isdir(os.path.join(up, 'tasks')) else dataset_dir(dict(cfg, data_path='pyworld'), {})
+    path = dataset_dir(cfg, train_cfg) if cfg['data_path'] or 'pyworld' in train_cfg.get('dataset', '') else \
+        dataset_dir(dict(cfg, data_path='pyworld'), {})
+    up = os.path.dirname(os.path.normpath(path))
+    if not os.path.isdir(os.path.join(path, 'tasks')) and os.path.isdir(os.path.join(up, 'tasks')):
+        path = up  # an SFT set lives in its world's sft/
     if not os.path.isdir(os.path.join(path, 'tasks')):
         raise UserError(f"no world tasks under {path}; build them with python -m data.pyworld.prepare "
                         f"(or pass --data_path=DIR of a world)")
@@ -143,7 +144,7 @@ def infill_answers(model, tok, recs, cfg, stats, train_cfg):
                                lead=[tok.eos_id])  # a document of the corpus starts after an EOS
         stats['seconds'] += time.perf_counter() - t0
         fill = fill.split('\n')[0] + ('\n' if rec['canonical'].endswith('\n') else '')  # the hole is one line
-        stats['tokens'] += len(tok.encode(fill))
+        stats['tokens'] += info['gen_length'] if mode == 'diffusion' else info['nfe']  # AR: a token per forward
         stats['forwards'] += info['nfe']
         fills.append(fill)
         programs.append(rec['prefix'] + fill + rec['suffix'])
