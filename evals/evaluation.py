@@ -83,10 +83,12 @@ DEFAULTS = dict(
     eval_batches=20, elbo_samples=8,
     # the small world
     split='test',           # train (seen compositions) | val | test (held out), comma-separated
+    edit_threshold=0.0, edit_budget=1, max_edits_per_slot=1,  # world_repair, diffusion: token-to-token editing (0 = off)
     tiers='1,2,3,4',        # the tiers to evaluate, comma-separated
 )
 # the interval each numeric option must lie in (model.check_ranges)
-RANGES = dict(threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_size='[1, inf)', timeout='(0, inf)',
+RANGES = dict(edit_threshold='[0, 1]', edit_budget='[0, inf)', max_edits_per_slot='[1, inf)',
+              threads='[0, inf)', limit='[0, inf)', n_samples='[1, inf)', batch_size='[1, inf)', timeout='(0, inf)',
               memory_mb='[64, inf)', workers='[1, inf)', gen_length='[1, inf)', block_length='[0, inf)',
               steps='[0, inf)', temperature='[0, inf)', top_p='[0, 1]', top_k='[0, inf)', alg_temp='[0, inf)',
               threshold='[0, 1]', factor='[0, inf)', n_infill='[1, inf)', span_lines='[1, inf)', ctx_len='[0, inf)',
@@ -104,10 +106,12 @@ USED_BY = dict(  # the tasks that read each task-specific option: given to anoth
     ctx_len=INFILL + ('elbo', 'world_infill'), eval_batches=('elbo',), elbo_samples=('elbo',),
     batch_size=CODE + ('elbo',) + WRITE, gen_length=CODE + WRITE, steps=CODE + WRITE,
     variable_length=INFILL + ('world_infill',), canvas=INFILL + ('world_infill',), max_hole=INFILL + ('world_infill',),
-    split=WORLD, tiers=WORLD, **{k: CODE + INFILL + WORLD for k in SAMPLER})
+    split=WORLD, tiers=WORLD, edit_threshold=('world_repair',), edit_budget=('world_repair',),
+    max_edits_per_slot=('world_repair',), **{k: CODE + INFILL + WORLD for k in SAMPLER})
 # what --canonical and --empty_fill, which score fixed answers, never read
 GENERATION = ('format', 'n_samples', 'batch_size', 'gen_length', 'steps', 'hole_length', 'infill_mode', 'cond_samples',
-              'steps_div', 'variable_length', 'canvas', 'max_hole', *SAMPLER)
+              'steps_div', 'variable_length', 'canvas', 'max_hole', 'edit_threshold', 'edit_budget', 'max_edits_per_slot',
+              *SAMPLER)
 
 # -----------------------------------------------------------------------------
 # HumanEval and MBPP, with this project's prompts

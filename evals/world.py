@@ -10,7 +10,8 @@ The small world's tasks (data/pyworld), each judged by running the program's own
                 prefix and suffix (the oracle length, or --variable_length); AR + FIM gets a PSM prompt;
                 AR without FIM sees the prefix only
   world_repair  a function with one seeded bug (substitute / insert / delete) and the asserts it fails;
-                the answer is the whole fixed function
+                the answer is the whole fixed function: a diffusion model revises the buggy code as its
+                draft (--edit_threshold), an AR model writes the function again after seeing the bug
 
   python eval.py --task=world_write --canonical                      # the executor check: 100%
   python eval.py --task=world_write --ckpt=out-world --split=train,test
@@ -158,11 +159,32 @@ def repair_prompt(rec):
 
 
 def repair_answers(model, tok, recs, cfg, stats):
-    """world_repair: the model rewrites the buggy function after seeing it and the asserts it fails."""
+    """world_repair. A diffusion model starts from the buggy function as its draft, the asserts after it as the
+    suffix, and revises the draft token by token (--edit_threshold: LLaDA 2.1's editing; a token can be
+    replaced, not inserted or removed). An AR model sees the buggy function and its asserts, then writes the
+    fixed function after '# fixed' (repair_prompt)."""
     heads = [r['canonical'].split('\n')[0] + '\n' for r in recs]
-    prompts = [[tok.eos_id] + tok.encode(repair_prompt(r)) for r in recs]
-    answers = generate_all(model, tok, prompts, cfg, stats, desc='repair')
-    return [keep_definitions(h + cut_completion(a, 'completion')) for h, a in zip(heads, answers)], answers
+    if model.config.attention == 'causal':
+        prompts = [[tok.eos_id] + tok.encode(repair_prompt(r)) for r in recs]
+        answers = generate_all(model, tok, prompts, cfg, stats, desc='repair')
+        return [keep_definitions(h + cut_completion(a, 'completion')) for h, a in zip(heads, answers)], answers
+    import torch
+    from sample import generate
+    kw = dict(sampler_kwargs(cfg, model), edit_threshold=cfg['edit_threshold'] or None, edit_budget=cfg['edit_budget'],
+              max_edits_per_slot=cfg['max_edits_per_slot'])
+    g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
+    answers = []
+    for r in tqdm(recs, desc='repair (draft)'):
+        draft, suffix = tok.encode(r['buggy'].rstrip('\n')), tok.encode('\n\n' + r['tests'])
+        t0 = time.perf_counter()
+        out, info = generate(model, [[tok.eos_id]], **dict(kw, gen_length=len(draft)), draft=draft, suffix=[suffix],
+                             pad_id=tok.pad_id, generator=g)
+        stats['seconds'] += time.perf_counter() - t0
+        stats['forwards'] += info['nfe']
+        stats['tokens'] += len(draft)
+        stats['changed'] = stats.get('changed', 0) + sum(a != b for a, b in zip(out[0, 1:1 + len(draft)].tolist(), draft))
+        answers.append(tok.decode(out[0, 1:1 + len(draft)].tolist()))
+    return [keep_definitions(a) for a in answers], answers
 
 # -----------------------------------------------------------------------------
 
@@ -202,7 +224,7 @@ def summarize_world(title, per, stats):
                    pass_at_1={k: sum(v) / len(v) for k, v in sorted(cells.items())},
                    counts={k: len(v) for k, v in sorted(cells.items())},
                    tokens_per_forward=stats['tokens'] / stats['forwards'] if stats['forwards'] else None,
-                   seconds=stats['seconds'], forwards=stats['forwards'])
+                   seconds=stats['seconds'], forwards=stats['forwards'], tokens_changed=stats.get('changed'))
     rows = [f"{k:>14}: {100 * v:6.1f}% of {summary['counts'][k]}" for k, v in summary['pass_at_1'].items()]
     tpf = f", {summary['tokens_per_forward']:.2f} tokens per forward, {stats['seconds']:.1f} s" if stats['forwards'] else ''
     print(f"{title}: {summary['solved']}/{len(per)} passed{tpf}\n" + '\n'.join(rows))

@@ -56,6 +56,8 @@ def test_a_model_is_scored_per_split_and_tier(world, tmp_path, one_thread):
     assert s['problems'] == 2
     s = evaluation.main(['--task=world_repair', f'--ckpt={ar}', f'--data_path={world}', '--tiers=4', '--gen_length=8'])
     assert s['problems'] == 2 and s['solved'] == 0  # 8 tokens of an untrained model fix nothing
+    s = evaluation.main(['--task=world_repair', f'--ckpt={mdm}', f'--data_path={world}', '--tiers=4'])
+    assert s['solved'] == 0 and s['tokens_changed'] == 0  # editing off: the draft, the bug itself, comes back
 
 
 def test_the_repair_prompt_shows_the_bug_and_its_tests(world):
