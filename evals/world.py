@@ -24,6 +24,7 @@ compositions, never in the corpus. --tiers picks tiers, --limit the tasks per sp
 import json
 import os
 import time
+import warnings
 from collections import defaultdict
 
 from tqdm import tqdm
@@ -177,8 +178,10 @@ def repair_answers(model, tok, recs, cfg, stats):
     for r in tqdm(recs, desc='repair (draft)'):
         draft, suffix = tok.encode(r['buggy'].rstrip('\n')), tok.encode('\n\n' + r['tests'])
         t0 = time.perf_counter()
-        out, info = generate(model, [[tok.eos_id]], **dict(kw, gen_length=len(draft)), draft=draft, suffix=[suffix],
-                             pad_id=tok.pad_id, generator=g)
+        with warnings.catch_warnings():  # drafts of any length: "not a multiple of block_length" is expected here
+            warnings.simplefilter('ignore')
+            out, info = generate(model, [[tok.eos_id]], **dict(kw, gen_length=len(draft)), draft=draft,
+                                 suffix=[suffix], pad_id=tok.pad_id, generator=g)
         stats['seconds'] += time.perf_counter() - t0
         stats['forwards'] += info['nfe']
         stats['tokens'] += len(draft)
