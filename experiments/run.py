@@ -14,6 +14,7 @@ experiments/results/<table>.json plus <table>.png (when matplotlib is installed)
   python -m experiments.run varlen    # (g) infilling without the oracle length (DreamOn; experiments/table_varlen.py)
   python -m experiments.run adapt     # (f) AR -> diffusion adaptation at equal total compute (experiments/adapt.py)
   python -m experiments.run world     # (h) the small world: every arm on every tier, seen and held-out (experiments/world.py)
+  python -m experiments.run world_parallel  # (i) the world: pass@1 against tokens per forward, AUP, wall clock vs AR
   python -m experiments.run all --runs=/path/to/runs,. --n_infill=100 --n_he=1033
   python -m experiments.run blocks --logs_only   # refresh the log-based part while runs still train
   python -m experiments.run infill --only=mdm_long  # re-evaluate the named runs, keep the table's other rows (infill, frontier)
@@ -37,10 +38,11 @@ from experiments.common import (REPO, at_common_iteration, evaluate, fimprobe_ro
 
 DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=1033, n_frontier=50, eval_batches=10,
                 hole_length=32, max_hole=64, sampler='', logs_only=False, only='', overwrite=False,
-                n_world=50, world_gen=192, world='data/pyworld',
+                n_world=50, world_gen=192, world='data/pyworld', n_parallel=6, rounds=1,
                 out_dir=os.path.join(REPO, 'experiments', 'results'))
 RANGES = dict(threads='[1, inf)', n_infill='[1, inf)', n_he='[1, inf)', n_frontier='[1, inf)', eval_batches='[1, inf)',
-              hole_length='[0, inf)', max_hole='[1, inf)', n_world='[1, inf)', world_gen='[1, inf)')
+              hole_length='[0, inf)', max_hole='[1, inf)', n_world='[1, inf)', world_gen='[1, inf)',
+              n_parallel='[1, inf)', rounds='[1, inf)')
 
 METRICS = ('tasks', 'mode', 'hole_length', 'exact_match', 'edit_similarity', 'parse_rate', 'cond_bpb', 'pass@1',
            'tokens_per_forward')
@@ -328,7 +330,8 @@ def table_curves(cfg):
 
 
 TABLES = dict(infill=table_infill, samplers=table_samplers, fimprobe=table_fimprobe, blocks=table_blocks, frontier=table_frontier, masking=table_masking,
-              curves=table_curves, adapt=table_adapt, varlen=table_varlen.table, world=world.table)
+              curves=table_curves, adapt=table_adapt, varlen=table_varlen.table, world=world.table,
+              world_parallel=world.table_parallel)
 
 
 def main(argv):

@@ -67,3 +67,43 @@ def table(cfg):
             ax.set_ylabel(f'{task} pass@1, held-out compositions (%)')
     save(cfg, 'world', dict(rows=rows, n_per_tier=cfg['n_world'], gen_length=cfg['world_gen'], world=cfg['world']),
          plot, panels=2)
+
+
+# -----------------------------------------------------------------------------
+# (i) parallel decoding on the world: pass@1 against tokens per forward, AUP, wall clock against AR
+
+
+def table_parallel(cfg):
+    """Held-out write tasks (--n_parallel per tier, test split) decoded by every rule of experiments/parallel.py,
+    judged by their asserts in the sandbox, for the mdm-type and the block-type diffusion arm, beside the AR arm
+    with its KV cache on the same prompts (batch 1 and batch 8, timings alternated, --rounds rounds)."""
+    import torch
+    from evals.execution import run_programs
+    from evals.tasks import cut_completion, keep_definitions
+    from evals.world import load_tasks
+    from experiments.common import find_run
+    from experiments.parallel import measure_parallel, plot_parallel
+    from lib.runtime import load_model
+    recs = load_tasks(cfg['world'], 'write', ['test'], {1, 2, 3, 4}, cfg['n_parallel'])
+    ar_path = find_run(cfg, 'w_ar')
+    ar = load_model(ar_path, 'cpu', torch.float32)[0] if ar_path else None
+    result = {}
+    for name, common in (('adapt', dict(block_length=32)), ('adapt_block', {})):
+        path = find_run(cfg, 'w_' + name)
+        if path is None:
+            continue
+        model, tok = load_model(path, 'cpu', torch.float32)
+        prompts = [[tok.eos_id] + tok.encode(r['prompt']) for r in recs]
+
+        def judge(i, tokens):
+            code = keep_definitions(recs[i]['prompt'] + cut_completion(tok.decode(
+                [t for t in tokens if t not in (tok.eos_id, tok.pad_id)]), 'completion'))
+            return run_programs([code + '\n' + recs[i]['tests']], desc=None)[0] == 'passed'
+        result[name] = measure_parallel(model, prompts, judge, ar_model=ar, gen_length=cfg['world_gen'], batch=8,
+                                        rounds=cfg['rounds'], eos_id=tok.eos_id, pad_id=tok.pad_id, **common)
+        markdown(result[name]['rows'], ['rule', 'pass_at_1', 'tokens_per_forward', 'seconds_b1', 'speedup_vs_ar_b1',
+                                        'seconds_batch', 'speedup_vs_ar_batch', 'batch_equal'])
+        print(f"{name}: AUP {result[name]['aup']:.1f}", result[name]['aup_by_family'])
+    first = next(iter(result.values()), None)
+    save(cfg, 'world_parallel', dict(runs=result, n_per_tier=cfg['n_parallel'], gen_length=cfg['world_gen']),
+         plot_parallel(first) if first else None, panels=2)

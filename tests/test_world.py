@@ -78,3 +78,29 @@ def test_bad_selections_are_one_line(world, flags, match):
 def test_a_missing_world_says_how_to_build_it(tmp_path):
     with pytest.raises(UserError, match='data.pyworld.prepare'):
         evaluation.main(['--task=world_write', '--canonical', f'--data_path={tmp_path}'])
+
+
+def test_the_world_table_on_tiny_runs(world, tmp_path, one_thread):
+    """python -m experiments.run world: every arm found under --runs is measured (write on seen and held-out
+    compositions, threshold decoding for the diffusion arms, infill; AR + FIM also prefix-only) into world.json."""
+    import json
+    from experiments import run as X
+    from experiments.common import RUNS
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    for name, attention in (('w_ar', 'causal'), ('w_ar_fim', 'causal'), ('w_mdm', 'bidirectional'),
+                            ('w_adapt_block', 'block')):
+        path = runs / RUNS[name][0]
+        tiny_ckpt(path, attention)
+        ck = torch.load(path / 'ckpt.pt', weights_only=True)
+        objective = {'causal': 'ar', 'bidirectional': 'mdm', 'block': 'block'}[attention]
+        ck['train_config'] = dict(seq_len=512, objective=objective, max_iters=0, batch_size=8, grad_accum=1,
+                                  fim_rate=0.9 if name == 'w_ar_fim' else 0.0, dataset=str(world))
+        torch.save(ck, path / 'ckpt.pt')
+        (path / 'log.jsonl').write_text(json.dumps(dict(iter=0, loss=5.0, val_loss=5.0, val_bpb=7.2)) + '\n')
+    X.main(['world', f'--runs={runs}', '--n_world=1', '--world_gen=8', f'--world={world}', f'--out_dir={tmp_path}'])
+    rows = json.load(open(tmp_path / 'world.json'))['rows']
+    got = {(r['run'], r['task'], r['decoder']) for r in rows}
+    assert ('mdm', 'write', 'threshold 0.9') in got and ('ar', 'write', 'threshold 0.9') not in got
+    assert ('ar_fim', 'infill', 'prefix only') in got and len({r['run'] for r in rows}) == 4
+    assert all(set(r['held_out']) == {'1', '2', '3', '4'} for r in rows)  # every tier, held out
