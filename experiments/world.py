@@ -9,7 +9,8 @@ compositions apart. Each arm spends 2,500 iterations of 8 x 512 byte tokens (blo
   block       block-4 diffusion from scratch         config/world_block.py
   adapt       AR 2,000 -> mdm 500, logit shift       config/world_adapt.py
   adapt_block AR 2,000 -> block-4 500, logit shift   config/world_adapt_block.py
-  edit        mdm with Seed Diffusion's edit stage   config/world_edit.py
+  edit        AR 2,000 -> mdm 500 with Seed Diffusion's edit stage   config/world_edit.py
+  varlen      AR 2,000 -> mdm 500 with DreamOn's rows (infill only)   config/world_varlen.py
 
 Measured per arm, with eval.py's world tasks: write pass@1 on seen (train) and held-out (test)
 compositions per tier, one token per step and (diffusion) at Fast-dLLM's threshold 0.9, with tokens per
@@ -20,8 +21,9 @@ AR + FIM: PSM; AR: the prefix only); the final val loss of the training log.
 """
 from experiments.common import evaluate, find_only, markdown, only_runs, save, train_info
 
-ARMS = ('ar', 'ar_fim', 'mdm', 'block', 'adapt', 'adapt_block', 'edit')
-DIFFUSION = ('mdm', 'block', 'adapt', 'adapt_block', 'edit')
+ARMS = ('ar', 'ar_fim', 'mdm', 'block', 'adapt', 'adapt_block', 'edit', 'varlen')
+DIFFUSION = ('mdm', 'block', 'adapt', 'adapt_block', 'edit', 'varlen')
+CANVASES = (4, 16)  # varlen: the masks a hole starts from
 TIERS = (1, 2, 3, 4)
 
 
@@ -38,18 +40,20 @@ def table(cfg):
         info = train_info(path)
         base = [f'--ckpt={path}', f'--limit={cfg["n_world"]}', f'--data_path={cfg["world"]}']
         decoders = [('one token per step', [])] + ([('threshold 0.9', ['--threshold=0.9'])] if name in DIFFUSION else [])
-        for label, flags in decoders:
+        for label, flags in decoders if name != 'varlen' else ():
             s = evaluate(cfg, '--task=world_write', *base, '--split=train,test', f'--gen_length={cfg["world_gen"]}', *flags)
             rows.append(dict(run=name, task='write', decoder=label, iters=info['iters'], val_bpb=info['log_val_bpb'],
                              seen=cells(s, 'train'), held_out=cells(s, 'test'), seen_all=s['pass_at_1'].get('train'),
                              held_out_all=s['pass_at_1'].get('test'), tokens_per_forward=s['tokens_per_forward'],
                              seconds=s['seconds']))
-        modes = ['', 'prefix'] if name == 'ar_fim' else ['']
-        for mode in modes:
-            s = evaluate(cfg, '--task=world_infill', *base, '--split=test', f'--infill_mode={mode}')
-            rows.append(dict(run=name, task='infill', decoder='prefix only' if mode == 'prefix' else 'one token per step',
-                             iters=info['iters'], held_out=cells(s, 'test'), held_out_all=s['pass_at_1'].get('test'),
-                             tokens_per_forward=s['tokens_per_forward'], seconds=s['seconds']))
+        fills = [('one token per step', [])] + [('prefix only', ['--infill_mode=prefix'])] * (name == 'ar_fim') + \
+            [(f'canvas {c} (no length)', ['--variable_length', f'--canvas={c}', '--max_hole=64']) for c in CANVASES
+             if name == 'varlen']
+        for label, flags in fills:
+            s = evaluate(cfg, '--task=world_infill', *base, '--split=test', *flags)
+            rows.append(dict(run=name, task='infill', decoder=label, iters=info['iters'], held_out=cells(s, 'test'),
+                             held_out_all=s['pass_at_1'].get('test'), tokens_per_forward=s['tokens_per_forward'],
+                             seconds=s['seconds']))
     rows.sort(key=lambda r: ARMS.index(r['run']))  # stable: --only's rows take their run's place
     flat = [dict(r, **{f'seen t{t}': (r.get('seen') or {}).get(t) for t in TIERS},
                  **{f'held-out t{t}': r['held_out'].get(t) for t in TIERS}) for r in rows]
