@@ -38,7 +38,7 @@ from experiments.common import (REPO, at_common_iteration, evaluate, fimprobe_ro
 
 DEFAULTS = dict(runs='.', train=False, partial=False, threads=1, n_infill=100, n_he=1033, n_frontier=50, eval_batches=10,
                 hole_length=32, max_hole=64, sampler='', logs_only=False, only='', overwrite=False,
-                n_world=50, world_gen=192, world='data/pyworld', n_parallel=6, rounds=1,
+                n_world=20, world_gen=160, world='data/pyworld', n_parallel=6, rounds=1,
                 out_dir=os.path.join(REPO, 'experiments', 'results'))
 RANGES = dict(threads='[1, inf)', n_infill='[1, inf)', n_he='[1, inf)', n_frontier='[1, inf)', eval_batches='[1, inf)',
               hole_length='[0, inf)', max_hole='[1, inf)', n_world='[1, inf)', world_gen='[1, inf)',
