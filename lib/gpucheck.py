@@ -88,6 +88,12 @@ def check_options(cfg):
         raise UserError(f"--config={cfg['config']}: no such train.py config file; e.g. --config=config/gpu.py")
     if cfg['seq_len'] % 4:
         raise UserError(f"--seq_len={cfg['seq_len']}: the block objective needs a multiple of its block size 4")
+    if cfg['train_iters'] < 10:
+        raise UserError(f"--train_iters={cfg['train_iters']}: loss_falls compares the first and last tenth; use 10 or more")
+    data = cfg['dataset']
+    if data and not os.path.isfile(os.path.join(data if os.sep in data else os.path.join(REPO, 'data', data), 'meta.json')) \
+            and data not in ('pycode', 'pyworld'):  # (these two train.py prepares on first use)
+        raise UserError(f"--dataset={data}: no prepared dataset there (no meta.json); prepare it, or leave --dataset out")
 
 
 class Report:

@@ -69,6 +69,8 @@ def test_without_cuda_it_refuses_in_one_line(capsys, monkeypatch):
     (['--device=cpu', '--quick', '--config=config/nope.py'], 'no such train.py config file'),
     (['--device=cpu', '--quick', '--seq_len=30'], 'a multiple of its block size 4'),
     (['--device=cpu', '--quick', '--mfu_goal=2'], 'mfu_goal=2'),
+    (['--device=cpu', '--quick', '--train_iters=5'], 'use 10 or more'),
+    (['--device=cpu', '--quick', '--dataset=/nonexistent/pycode'], 'no prepared dataset there'),
 ])
 def test_bad_options_are_one_line(args, match, capsys, monkeypatch):
     assert match in error_line(bench.main, ['--case=gpu', *args], capsys, monkeypatch)
