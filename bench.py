@@ -14,6 +14,8 @@ Speed benchmarks: training throughput and the sampler/cache matrix.
                                                    # diffusion_generate (a clone of SalesforceAIResearch/CoDA)
   python bench.py --case=ar --threads=1            # AR decoding, KV cache: ours vs no cache vs transformers'
                                                    # generate, same Qwen3 weights, at 80, 160, 320 new tokens
+  python bench.py --case=gpu                       # the one-GPU check (lib/gpucheck.py): PASS/FAIL lines, exit 1
+                                                   # on a FAIL; --device=cpu --quick runs its code on this CPU
 
 train:  forward + backward + AdamW step of diffusion.training_loss (objective from the attention mode:
         bidirectional -> mdm, block -> block, causal -> ar) on random tokens. tokens/s counts data
@@ -26,6 +28,10 @@ sample: generate() with cache none / prefix / dual x threshold off / on, plus an
         rows commit ~1 token per step there: use --ckpt for meaningful threshold numbers.
 vocab, coda, ar: the peer cases, against transformers' Qwen3 (training; AR decoding with its KV cache) and
         CoDA's own sampler (evals/peers.py).
+gpu:    bf16 / compile / fp16 losses against float32, the loss falling, SDPA backends, the exact block cache and
+        its speed-up, MFU, peak memory against --plan, Qwen3 parity with transformers, a torchrun FSDP step: the
+        list and every tolerance in lib/gpucheck.py. Its options: --config, --dataset, --train_iters, --mfu_goal,
+        --peak_flops, --gpu_dir (keeps its runs and logs there).
 shard:  the memory FSDP saves (lib/sharding.py), at a shape of 8 layers x 512 (--shard_shape=LAYERSxWIDTH; ~25M
         parameters, vocab 264), fp32 AdamW, micro-batch 4 x 256 per process, each row a fresh torchrun of gloo
         processes on this CPU: one process (plain, and with activation checkpointing), FSDP over 2 and 4
@@ -46,6 +52,7 @@ import gc
 import json
 import os
 import re
+import sys
 import threading
 import time
 
@@ -55,9 +62,11 @@ from lib.cli import UserError, check_device, check_ranges, parse_dtype, parse_op
 from model import Transformer, make_config
 from data.common import check_out_file, json_with_keys, write_json
 from evals.peers import bench_ar, bench_coda, bench_vocab, peak_rss, reset_peak_rss, rss
+from lib import gpucheck
+from lib.gpucheck import peak_flops
 
 DEFAULTS = dict(
-    case='all',            # all | train | sample | blockcache | vocab | coda | ar | shard
+    case='all',            # all | train | sample | blockcache | vocab | coda | ar | shard | gpu
     quick=False,           # small sizes: the whole run in under a minute on CPU
     model='toy', attention='bidirectional,block',   # random-init models: preset, attention mode(s) ...
     block_size=32,                                   # ... and the block model's block size
@@ -74,6 +83,8 @@ DEFAULTS = dict(
     ar_lengths='80,160,320',  # ar: new tokens per run
     shards='1,2,4', shard_row='',   # shard: process counts; one row's engine (inside torchrun) ...
     shard_shape='8x512',            # ... and the model: layers x width (8 heads, 4 KV heads, MLP 3 x width)
+    config='config/gpu.py', dataset='', mfu_goal=0.4, gpu_dir='',  # gpu: train.py's config and dataset ('' = the
+                                    # config's), the MFU to reach, where its runs and logs stay ('' = a temp dir)
     out='',
     overwrite=False,       # let --out replace an earlier bench.py result (never a file of another kind)
 )
@@ -81,9 +92,7 @@ DEFAULTS = dict(
 RANGES = dict(block_size='[1, inf)', threads='[0, inf)', batch_size='[1, inf)', seq_len='[1, inf)',
               train_iters='[1, inf)', peak_flops='[0, inf)', sample_batch='[1, inf)', prompt_len='[1, inf)',
               gen_length='[1, inf)', block_length='[1, inf)', steps='[0, inf)', threshold='(0, 1]', rounds='[1, inf)',
-              seed='(-inf, inf)')
-PEAK_BF16 = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'A10': 125e12, 'L4': 121e12,
-             'V100': 125e12, 'T4': 65e12, '4090': 165e12, '3090': 71e12}  # dense tensor-core peak, FLOP/s
+              seed='(-inf, inf)', mfu_goal='[0, 1]')
 
 
 class PeakMemory:
@@ -175,10 +184,7 @@ def bench_train(cfg, attention):
     n = model.num_params()
     run_tokens = B * L * (2 if objective == 'block' else 1)
     flops = 6 * n * run_tokens / dt
-    peak = cfg['peak_flops']
-    if not peak and str(dev).startswith('cuda'):
-        name = torch.cuda.get_device_name()
-        peak = next((v for k, v in PEAK_BF16.items() if k in name), 0.0)
+    peak = peak_flops(dev, cfg['peak_flops'])
     return dict(case='train', model=cfg['model'], attention=attention, objective=objective, params=n,
                 batch_size=B, seq_len=L, ms_per_step=1e3 * dt, tokens_per_s=B * L / dt, tflops=flops / 1e12,
                 mfu=(flops / peak if peak else None), peak_mem_mib=mem.mib)
@@ -403,8 +409,8 @@ def print_table(rows):
 def main(argv):
     options = parse_options(argv, DEFAULTS, __doc__)
     cfg, given = {**DEFAULTS, **options}, set(options)
-    if cfg['case'] not in ('all', 'train', 'sample', 'blockcache', 'vocab', 'coda', 'ar', 'shard'):
-        raise UserError(f"--case={cfg['case']!r} is unknown; use all, train, sample, blockcache, vocab, coda, ar or shard")
+    if cfg['case'] not in ('all', 'train', 'sample', 'blockcache', 'vocab', 'coda', 'ar', 'shard', 'gpu'):
+        raise UserError(f"--case={cfg['case']!r} is unknown; use all, train, sample, blockcache, vocab, coda, ar, shard or gpu")
     if not all(n.isdigit() and int(n) >= 1 for n in str(cfg['ar_lengths']).split(',')):
         raise UserError(f"--ar_lengths={cfg['ar_lengths']!r}: give token counts >= 1, comma-separated, e.g. 80,160,320")
     bad = [a for a in cfg['attention'].split(',') if a not in ('bidirectional', 'block', 'causal')]
@@ -418,6 +424,9 @@ def main(argv):
         quick = dict(model='tiny', batch_size=4, seq_len=128, train_iters=3, prompt_len=32, gen_length=64,
                      block_length=16, block_size=16, threads=1, vocabs='512,4096', rounds=1, shard_shape='4x128')
         cfg.update({k: v for k, v in quick.items() if k not in given})
+    if cfg['case'] == 'gpu':  # its own shape and device; then CUDA, or --device=cpu --quick
+        cfg.update({k: v for k, v in gpucheck.defaults(cfg['quick']).items() if k not in given})
+        gpucheck.check_options(cfg)
     check_ranges(cfg, RANGES, DEFAULTS)
     if cfg['contender'] not in ('', 'ours', 'full', 'hf'):
         raise UserError(f"--contender={cfg['contender']!r} is unknown; use ours, full or hf")
@@ -462,6 +471,8 @@ def main(argv):
             print(f"blockcache, {r['tokens_per_step']} token(s) per step: prefix cache is {r['speedup_vs_none']:.1f}x "
                   f"faster than no cache (same tokens: {r['same_tokens']})")
         results += rows
+    if cfg['case'] == 'gpu':
+        results += gpucheck.run_checks(cfg)
     for case, fn in (('vocab', bench_vocab), ('coda', bench_coda), ('ar', bench_ar), ('shard', bench_shard)):  # by name
         if cfg['case'] == case:
             with torch.no_grad() if case in ('coda', 'ar') else contextlib.nullcontext():
@@ -471,6 +482,8 @@ def main(argv):
     if cfg['out']:
         write_json(cfg['out'], dict(config=cfg, results=results))
         print(f"wrote {cfg['out']}")
+    if any(r.get('status') == 'FAIL' for r in results):
+        sys.exit(1)  # the gpu check: a check failed (its FAIL line says which)
     return results
 
 

@@ -64,6 +64,9 @@ PRESETS = {
                  num_key_value_heads=2, head_dim=16, max_position_embeddings=4096),
     'toy': dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
                 num_key_value_heads=2, head_dim=32, max_position_embeddings=4096),
+    # gpu: one GPU, ~55M parameters at the byte vocab (config/gpu.py says how it was sized)
+    'gpu': dict(hidden_size=768, intermediate_size=2304, num_hidden_layers=8, num_attention_heads=12,
+                num_key_value_heads=4, head_dim=64, max_position_embeddings=4096),
     # the released Qwen3 shapes; CoDA is Qwen3-1.7B with an untied lm_head
     '0.6B': dict(_QWEN3, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                  num_attention_heads=16, tie_word_embeddings=True),
@@ -211,6 +214,11 @@ def rope(pos, head_dim, theta, dtype):
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
+# devices where SDPA's fused kernels take grouped K/V heads (enable_gqa) only without a mask: with a mask it
+# falls back to the math kernel and its T x S scores, so the K/V heads are repeated first (as transformers does)
+REPEAT_KV_WITH_MASK = {'cuda'}
+
+
 def apply_rope(x, cos, sin):
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
@@ -238,7 +246,10 @@ class Attention(nn.Module):
         q, k = apply_rope(q, inp.cos, inp.sin).to(v.dtype), apply_rope(k, inp.cos, inp.sin).to(v.dtype)
         k, v = inp.keys_values(self.layer_idx, k, v)
         # grouped-query attention: each K/V head serves num_attention_heads / num_key_value_heads queries
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=inp.mask, is_causal=inp.is_causal, enable_gqa=True)
+        if inp.mask is not None and q.device.type in REPEAT_KV_WITH_MASK and k.size(1) != q.size(1):
+            k, v = (t.repeat_interleave(q.size(1) // k.size(1), dim=1) for t in (k, v))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=inp.mask, is_causal=inp.is_causal,
+                                           enable_gqa=k.size(1) != q.size(1))
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 

@@ -58,13 +58,13 @@ def start_processes(cfg):
                             f"not; launch with torchrun (it sets them all), or unset WORLD_SIZE to run one process")
         device = cfg.device if cfg.device != 'auto' else \
             'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
-        if run.world > 1:  # one GPU per process (NCCL), or gloo between CPU processes
+        if run.world > 1 or run.fsdp:  # one GPU per process (NCCL), or gloo between CPU processes (FSDP: also one)
             if device.startswith('cuda'):
                 device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
                 torch.cuda.set_device(device)
             dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo')
-        run.rank, run.device = dist.get_rank() if run.world > 1 else 0, device
-        run.all_sum = lambda t: (dist.all_reduce(t), t)[1] if run.world > 1 else t
+        run.rank, run.device = dist.get_rank() if dist.is_initialized() else 0, device
+        run.all_sum = lambda t: (dist.all_reduce(t), t)[1] if dist.is_initialized() else t
     run.master = getattr(run, 'master', run.rank == 0)
     run.ddp = run.world > 1 and not run.xla and not run.fsdp
     run.put = getattr(run, 'put', lambda x: x.to(run.device))  # a batch onto the device (SPMD: split over chips)

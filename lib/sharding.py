@@ -21,6 +21,7 @@ Checkpoints stay one full ckpt.pt, the one a single process writes: the shards a
 moments), and a full checkpoint is sharded again on resume.
 """
 import functools
+import os
 
 import torch
 
@@ -137,6 +138,6 @@ def check_fsdp(cfg, run):
         if cfg.batch_size % run.n_shards:
             raise UserError(f"batch_size={cfg.batch_size} is split over the {run.n_shards} devices of the SPMD mesh; "
                             f"use a multiple of {run.n_shards}")
-    elif run.world == 1:
+    elif run.world == 1 and 'LOCAL_RANK' not in os.environ:  # torchrun sets it (one process: FSDP over one device)
         raise UserError("parallel=fsdp shards over processes: launch with torchrun --nproc_per_node=N "
                         "(one process holds the whole model anyway: use parallel=ddp)")
