@@ -60,7 +60,7 @@ STAGES = [
                    eval_interval=100, sample_interval=100)),
 ]
 NAMES = [st['name'] for st in STAGES]
-EVALS = dict(n_infill=(100, 20), n_humaneval=(164, 10), n_mbpp=(0, 10), n_world=(50, 10))  # (full, --quick); 0 = all
+EVALS = dict(n_infill=(100, 20), n_humaneval=(164, 10), n_mbpp=(0, 10), n_world=(20, 5))  # (full, --quick); 0 = all
 WORLD = dict(dataset='pyworld', sft_dataset='data/pyworld/sft', gen_length=192)  # --world's defaults
 WORLD_KEYS = dict(seq_len=512, batch_size=8)  # its pre-training stages: 8 x 512 tokens (config/world_ar.py)
 
@@ -76,7 +76,7 @@ DEFAULTS = dict(
     ar_iters=0, adapt_iters=0, midtrain_iters=0, sft_iters=0,  # 0 = the recipe's (or --quick's) count
     n_infill=0, n_humaneval=0, n_mbpp=0,                      # 0 = the recipe's (or --quick's) count
     gen_length=256,             # HumanEval / MBPP answer length in tokens
-    cache='dual',               # HumanEval / MBPP decoding: dual (Fast-dLLM's cache, approximate; ~10x faster on the
+    cache='dual',               # HumanEval / MBPP / world decoding: dual (Fast-dLLM's cache, approximate; ~10x faster on the
                                 # toy than none) | none (exact: every step reads the whole sequence)
     threads=0,                  # torch CPU threads (0 = torch's default)
     seed=1337,
@@ -175,7 +175,7 @@ def plan(cfg, given=()):
         evaluation.load_mbpp(cfg['mbpp'])  # every record, before hours of training
     elif 'n_mbpp' in given:
         raise UserError("--n_mbpp is not used without --mbpp (MBPP is not bundled); pass --mbpp=FILE or drop --n_mbpp")
-    unused = sorted(set(given) & ({'mbpp', 'n_infill', 'n_humaneval', 'cache'} if cfg['world'] else {'n_world'}))
+    unused = sorted(set(given) & ({'mbpp', 'n_infill', 'n_humaneval'} if cfg['world'] else {'n_world'}))
     if unused:
         raise UserError(f"--{unused[0]} is not used " + ("with --world (it measures the world's tasks); drop it" if cfg['world']
                         else "without --world; add --world or drop it"))
@@ -262,7 +262,8 @@ def measure(cfg, st, train_seconds):
     if cfg['world']:  # held-out compositions: write (the SFT model with its chat prompt) and infill
         world = [*common, f'--data_path={data}', '--split=test', f"--limit={cfg['n_world']}"]
         fmt_ = ['--format=instruct'] if tc['objective'] == 'sft' else []
-        rec['world_write'] = world_eval(['--task=world_write', *world, *fmt_, f"--gen_length={cfg['gen_length']}"])
+        rec['world_write'] = world_eval(['--task=world_write', *world, *fmt_, f"--gen_length={cfg['gen_length']}",
+                                         f"--cache={cfg['cache'] if mc['attention'] == 'bidirectional' else 'auto'}"])
         rec['world_infill'] = world_eval(['--task=world_infill', *world])
         rec['eval_seconds'] = time.time() - t0
         rec['sample_prompt'], rec['sample'] = short_sample(st['dir'], tc['objective'] == 'sft', cfg['seed'], data)

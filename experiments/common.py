@@ -39,6 +39,7 @@ RUNS = {
     'w_adapt_block': ('out-world-adapt-block', ['config/world_adapt_block.py']),
     'w_edit': ('out-world-edit', ['config/world_edit.py']),
     'w_varlen': ('out-world-varlen', ['config/world_varlen.py']),
+    'w_adapt_block_wsd': ('out-world-adapt-block-wsd', ['config/world_adapt_block_wsd.py']),
 }
 
 

@@ -9,6 +9,7 @@ compositions apart. Each arm spends 2,500 iterations of 8 x 512 byte tokens (blo
   block       block-4 diffusion from scratch         config/world_block.py
   adapt       AR 2,000 -> mdm 500, logit shift       config/world_adapt.py
   adapt_block AR 2,000 -> block-4 500, logit shift   config/world_adapt_block.py
+  adapt_block_wsd  the same, blocks growing 1 -> 2 -> 4 (LLaDA 2.0)   config/world_adapt_block_wsd.py
   edit        AR 2,000 -> mdm 500 with Seed Diffusion's edit stage   config/world_edit.py
   varlen      AR 2,000 -> mdm 500 with DreamOn's rows (infill only)   config/world_varlen.py
 
@@ -22,8 +23,8 @@ AR + FIM: PSM; AR: the prefix only); the final val loss of the training log.
 """
 from experiments.common import evaluate, find_only, markdown, only_runs, save, train_info
 
-ARMS = ('ar', 'ar_fim', 'mdm', 'block', 'adapt', 'adapt_block', 'edit', 'varlen')
-DIFFUSION = ('mdm', 'block', 'adapt', 'adapt_block', 'edit', 'varlen')
+ARMS = ('ar', 'ar_fim', 'mdm', 'block', 'adapt', 'adapt_block', 'adapt_block_wsd', 'edit', 'varlen')
+DIFFUSION = ARMS[2:]
 CANVASES = (4, 16)  # varlen: the masks a hole starts from
 TIERS = (1, 2, 3, 4)
 
@@ -34,6 +35,8 @@ def cells(summary, split):
 
 def table(cfg):
     names, rows = only_runs(cfg, 'world', ARMS)
+    rows = [dict(r, **{k: {int(t): v for t, v in r[k].items()} for k in ('seen', 'held_out') if r.get(k)})
+            for r in rows]  # a kept row's tiers come back from JSON as strings
     for name in names:
         path = find_only(cfg, 'w_' + name)
         if path is None:

@@ -104,3 +104,6 @@ def test_the_world_table_on_tiny_runs(world, tmp_path, one_thread):
     assert ('mdm', 'write', 'threshold 0.9') in got and ('ar', 'write', 'threshold 0.9') not in got
     assert ('ar_fim', 'infill', 'prefix only') in got and len({r['run'] for r in rows}) == 4
     assert all(set(r['held_out']) == {'1', '2', '3', '4'} for r in rows)  # every tier, held out
+    X.main(['world', f'--runs={runs}', '--n_world=1', '--world_gen=8', f'--world={world}', f'--out_dir={tmp_path}',
+            '--only=ar'])  # one run again: the others' rows are kept, and drawn
+    assert len(json.load(open(tmp_path / 'world.json'))['rows']) == len(rows)
