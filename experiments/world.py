@@ -73,7 +73,7 @@ def table(cfg):
             for k, r in enumerate(part):
                 ax.bar([t + (k - len(part) / 2) * 0.8 / len(part) for t in TIERS],
                        [100 * (r['held_out'][t] or 0) for t in TIERS], 0.8 / len(part),
-                       label=r['run'] + (' (prefix only)' if r['decoder'] == 'prefix only' else ''))
+                       label=r['run'] + ('' if r['decoder'] == 'one token per step' else f" ({r['decoder']})"))
             ax.set_xticks(TIERS, [f'tier {t}' for t in TIERS]), ax.set_ylim(0, 100), ax.legend(fontsize=6)
             ax.set_ylabel(f'{task} pass@1, held-out compositions (%)')
     save(cfg, 'world', dict(rows=rows, n_per_tier=cfg['n_world'], gen_length=cfg['world_gen'], world=cfg['world']),
