@@ -109,12 +109,14 @@ def decode_answer(tok, row):
     return tok.decode(row[:stop[0]] if stop else row)
 
 
-def complete(model, tok, prompts, cfg, coda_max_prompt=0, desc='generating'):
+def complete(model, tok, prompts, cfg, coda_max_prompt=0, desc='generating', stats=None):
     """Generate an answer to each prompt (a token list), --batch_size at a time -> the decoded texts.
     This project's batches: prompts of similar length share one (less padding; generate pads and masks
     them), and each answer ends at its first EOS or pad token. coda_max_prompt > 0, CoDA's harness:
     consecutive prompts share a batch, left-padded with the pad token AS TOKENS (the model sees them)
-    and cut to their last coda_max_prompt tokens; the whole answer is decoded, special tokens included."""
+    and cut to their last coda_max_prompt tokens; the whole answer is decoded, special tokens included.
+    stats (a dict): adds the seconds, each row's forwards and its answer tokens up to its end token."""
+    import time
     import torch
     from sample import generate
     kw = sampler_kwargs(cfg, model)
@@ -127,10 +129,17 @@ def complete(model, tok, prompts, cfg, coda_max_prompt=0, desc='generating'):
         if coda_max_prompt:
             P = max(len(r) for r in rows)
             rows = [([tok.pad_id] * (P - len(r)) + r)[-coda_max_prompt:] for r in rows]
-        out, _ = generate(model, rows, **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=g)
+        t0 = time.perf_counter()
+        out, info = generate(model, rows, **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=g)
         P = max(len(r) for r in rows)
         for j, row in zip(batch, out[:, P:P + kw['gen_length']].tolist()):
             texts[j] = tok.decode(row) if coda_max_prompt else decode_answer(tok, row)
+            if stats is not None:
+                ends = [c for c, t in enumerate(row) if t in (tok.eos_id, tok.pad_id)]
+                stats['tokens'] += ends[0] + 1 if ends else len(row)
+                stats['forwards'] += info['nfe']
+        if stats is not None:
+            stats['seconds'] += time.perf_counter() - t0
     return texts
 
 # -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from collections import defaultdict
 from tqdm import tqdm
 
 from evals.execution import run_programs
-from evals.tasks import cut_completion, decode_answer, keep_definitions, sampler_kwargs
+from evals.tasks import complete, cut_completion, keep_definitions, sampler_kwargs
 from lib.cli import UserError
 
 TASKS = ('world_write', 'world_infill', 'world_repair')
@@ -94,39 +94,15 @@ def sft_prompt(rec):
     return TEMPLATES[0].format(subject=f'a Python function `{head[4:-1]}`', doc=doc)
 
 
-def generate_all(model, tok, prompts, cfg, stats, suffixes=None, desc='generating'):
-    """Answer each prompt (token lists; suffixes: infilling), --batch_size at a time, prompts of similar
-    length together -> the decoded answers. stats gathers forwards, answer tokens and seconds."""
-    import torch
-    from sample import generate
-    kw = sampler_kwargs(cfg, model)
-    g = torch.Generator(device=cfg['device']).manual_seed(cfg['seed'])
-    texts, bs = [None] * len(prompts), max(1, cfg['batch_size'])
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for i in tqdm(range(0, len(prompts), bs), desc=desc):
-        batch = order[i:i + bs]
-        rows = [prompts[j] for j in batch]
-        t0 = time.perf_counter()
-        out, info = generate(model, rows, **kw, eos_id=tok.eos_id, pad_id=tok.pad_id, generator=g)
-        stats['seconds'] += time.perf_counter() - t0
-        P = max(len(r) for r in rows)
-        for j, row in zip(batch, out[:, P:P + kw['gen_length']].tolist()):
-            texts[j] = decode_answer(tok, row)
-            ends = [c for c, t in enumerate(row) if t in (tok.eos_id, tok.pad_id)]
-            stats['tokens'] += ends[0] + 1 if ends else len(row)  # the answer up to its end token
-            stats['forwards'] += info['nfe']
-    return texts
-
-
 def write_answers(model, tok, recs, cfg, stats):
     """world_write: the function each model writes -> program texts (function + the task's asserts)."""
     if cfg['format'] == 'instruct':
         prompts = [tok.encode_chat([{'role': 'user', 'content': sft_prompt(r)}]) + tok.encode('```python\n')
                    for r in recs]
-        answers = generate_all(model, tok, prompts, cfg, stats, desc='write')
+        answers = complete(model, tok, prompts, cfg, desc='write', stats=stats)
         return [keep_definitions(a.split('```')[0]) for a in answers], answers
     # a document of the corpus starts after an EOS: so does the prompt
-    answers = generate_all(model, tok, [[tok.eos_id] + tok.encode(r['prompt']) for r in recs], cfg, stats, desc='write')
+    answers = complete(model, tok, [[tok.eos_id] + tok.encode(r['prompt']) for r in recs], cfg, desc='write', stats=stats)
     return [keep_definitions(r['prompt'] + cut_completion(a, 'completion')) for r, a in zip(recs, answers)], answers
 
 
@@ -167,7 +143,7 @@ def repair_answers(model, tok, recs, cfg, stats):
     heads = [r['canonical'].split('\n')[0] + '\n' for r in recs]
     if model.config.attention == 'causal':
         prompts = [[tok.eos_id] + tok.encode(repair_prompt(r)) for r in recs]
-        answers = generate_all(model, tok, prompts, cfg, stats, desc='repair')
+        answers = complete(model, tok, prompts, cfg, desc='repair', stats=stats)
         return [keep_definitions(h + cut_completion(a, 'completion')) for h, a in zip(heads, answers)], answers
     import torch
     from sample import generate
